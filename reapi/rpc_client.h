@@ -1,0 +1,98 @@
+/*
+ * gRPC client over HTTP/2 cleartext with prior knowledge, on libcurl's
+ * multi interface. All calls started on one rpc_client share one TCP
+ * connection (multiplexed streams); when the server restarts, the next
+ * call opens a new connection on its own.
+ *
+ * Threading: an rpc_client is not thread-safe; use one per thread. The
+ * callbacks run inside rpc_client_run()/rpc_client_unary() on the caller's
+ * thread.
+ *
+ * Status: a call's outcome is an rpc_status. Transport failures are mapped
+ * as gRPC prescribes: connection refused/reset -> UNAVAILABLE, deadline ->
+ * DEADLINE_EXCEEDED, a response without grpc-status -> a synthesized status
+ * from the HTTP status (UNKNOWN/INTERNAL/UNAVAILABLE), RST_STREAM codes as in
+ * the gRPC HTTP/2 spec.
+ *
+ * Errors: functions return 0 or a negative DB_E* code (for local failures
+ * such as OOM); the remote outcome is always in the rpc_status.
+ */
+#ifndef RPC_CLIENT_H
+#define RPC_CLIENT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "rpc_status.h"
+
+typedef struct rpc_client rpc_client;
+typedef struct rpc_stream rpc_stream;
+
+typedef struct rpc_client_opts {
+  size_t max_message_size; /* largest response message accepted; 0=64 MiB */
+  int connect_timeout_ms;  /* 0 = 5000 */
+} rpc_client_opts;
+
+/* target: "HOST:PORT" or "grpc://HOST:PORT" (copied). opts may be NULL.
+ * *out owned by caller: rpc_client_free(). DB_EINVAL for a bad target. */
+int rpc_client_new(const char *target, const rpc_client_opts *opts,
+                   rpc_client **out);
+void rpc_client_free(rpc_client *c); /* cancels running calls; NULL ok */
+
+/* Add a metadata header to every later call ("name", "value", both
+ * copied). For -bin names pass the raw bytes' base64 yourself (see
+ * rpc_b64_encode). */
+int rpc_client_set_header(rpc_client *c, const char *name, const char *value);
+
+/*
+ * Callbacks of one call. ctx is passed through untouched.
+ *  on_message: one whole response message (valid during the callback).
+ *              Return 0 to go on, non-zero to cancel the call (its status
+ *              becomes CANCELLED unless the callback set one later).
+ *  produce:    client-streaming only: fill *msg/*len with the next request
+ *              message (malloc'd; ownership passes to the client) and
+ *              return 1; return 0 at end of stream; negative to abort the
+ *              call. Called only when the transport wants more data, so a
+ *              1 GiB upload is never in memory at once.
+ *  on_done:    exactly once, with the final status (borrowed for the
+ *              callback). After it the rpc_stream handle is invalid.
+ */
+typedef struct rpc_stream_cbs {
+  int (*on_message)(void *ctx, const uint8_t *msg, size_t len);
+  int (*produce)(void *ctx, uint8_t **msg, size_t *len);
+  void (*on_done)(void *ctx, const rpc_status *st);
+} rpc_stream_cbs;
+
+/*
+ * Start a call. For unary and server-streaming calls pass the single
+ * request in req/len (copied) and a NULL produce; for client-streaming
+ * pass req NULL and a produce callback. timeout_ms > 0 sets grpc-timeout
+ * and a local deadline; 0 means none. *out (may be NULL) is valid until
+ * on_done runs. Nothing is sent until rpc_client_run*() is called.
+ */
+int rpc_client_start(rpc_client *c, const char *path, const uint8_t *req,
+                     size_t len, int64_t timeout_ms, const rpc_stream_cbs *cbs,
+                     void *ctx, rpc_stream **out);
+
+/* Cancel a running call: RST_STREAM(CANCEL); on_done gets CANCELLED. */
+void rpc_stream_cancel(rpc_stream *s);
+
+/* Drive all started calls until none is left, or until wait_ms passes
+ * (wait_ms < 0: no limit). Returns the number still running (0 = all
+ * done) or a negative DB_E* code. */
+int rpc_client_run(rpc_client *c, int wait_ms);
+
+/* Number of calls started and not yet done. */
+int rpc_client_pending(const rpc_client *c);
+
+/*
+ * Blocking unary call: runs only this call to completion (other started
+ * calls make progress too). On OK, *resp (malloc'd, caller frees; may be
+ * NULL for an empty message) and *resp_len hold the response. st receives
+ * the status (caller clears it). Returns 0, or DB_E* for local failure.
+ */
+int rpc_client_unary(rpc_client *c, const char *path, const uint8_t *req,
+                     size_t len, int64_t timeout_ms, uint8_t **resp,
+                     size_t *resp_len, rpc_status *st);
+
+#endif

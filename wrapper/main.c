@@ -1,0 +1,24 @@
+/* cargo-distbuild: dispatches "<component> <verb>" to the component CLIs. */
+#include <stdio.h>
+#include <string.h>
+
+static void usage(FILE *f) {
+  fprintf(f, "usage: cargo-distbuild <command> [args]\n"
+             "commands:\n"
+             "  cas run      serve a standalone CAS + action cache\n"
+             "  sandbox run  run one command in the sandbox (debug)\n");
+}
+
+int main(int argc, char **argv) {
+  if (argc < 2) {
+    usage(stderr);
+    return 2;
+  }
+  if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
+    usage(stdout);
+    return 0;
+  }
+  fprintf(stderr, "cargo-distbuild: unknown command '%s'\n", argv[1]);
+  usage(stderr);
+  return 2;
+}
