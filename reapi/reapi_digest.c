@@ -100,7 +100,7 @@ int reapi_digest_parse(const char *s, size_t len, reapi_digest *out) {
   for (i = REAPI_HASH_HEX_LEN + 1; i < len; i++) {
     if (s[i] < '0' || s[i] > '9')
       return DB_EINVAL;
-    if (size > (INT64_MAX - 9) / 10)
+    if (size > (INT64_MAX - (s[i] - '0')) / 10)
       return DB_EINVAL;
     size = size * 10 + (s[i] - '0');
   }
@@ -110,7 +110,8 @@ int reapi_digest_parse(const char *s, size_t len, reapi_digest *out) {
 }
 
 int reapi_digest_eq(const reapi_digest *a, const reapi_digest *b) {
-  return a->size == b->size && memcmp(a->hash, b->hash, REAPI_HASH_HEX_LEN) == 0;
+  return a->size == b->size &&
+         memcmp(a->hash, b->hash, REAPI_HASH_HEX_LEN) == 0;
 }
 
 char *reapi_digest_str(const reapi_digest *d, char *buf) {
