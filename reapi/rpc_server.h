@@ -43,18 +43,27 @@ typedef enum rpc_kind {
  *                  methods get exactly one; a second one, or none before
  *                  the half-close, fails the call with UNIMPLEMENTED /
  *                  INTERNAL as gRPC prescribes. msg is valid only during the
- *                  callback.
+ *                  callback. For unary and server-streaming methods the
+ *                  message is delivered once the client half-closed (so a
+ *                  second message is rejected before the handler runs).
  *   on_half_close- client-streaming only: the client sent END_STREAM. The
  *                  handler must eventually call rpc_call_finish().
  *   on_writable  - optional: the queued response bytes dropped below the
  *                  low-water mark (see rpc_call_queued_bytes); a streaming
  *                  handler produces its next messages here instead of
- *                  queueing a whole 1 GiB blob.
+ *                  queueing a whole 1 GiB blob. Armed by rpc_call_send;
+ *                  if the handler queued nothing it is called again as
+ *                  the queue drains further (so it may be spurious).
  *   on_close     - always called exactly once, last, when the stream is
  *                  gone (finished, cancelled by RST_STREAM, deadline passed,
  *                  connection lost, server freed). code is the status sent
- *                  or RPC_CANCELLED / RPC_DEADLINE_EXCEEDED. Free per-call
- *                  state here; the rpc_call pointer is invalid afterwards.
+ *                  or RPC_CANCELLED / RPC_DEADLINE_EXCEEDED (the latter
+ *                  when the server's own grpc-timeout timer fired; a
+ *                  client that resets at its deadline gives CANCELLED).
+ *                  Called for every call routed to the method, also when
+ *                  on_message never ran (rpc_call_data() is NULL then).
+ *                  Free per-call state here; the rpc_call pointer is
+ *                  invalid afterwards.
  * Handlers may call rpc_call_finish() from any callback (or later, e.g.
  * from a function passed to rpc_server_post), at most once.
  */
@@ -69,12 +78,12 @@ typedef struct rpc_method {
 } rpc_method;
 
 typedef struct rpc_server_opts {
-  size_t max_message_size;     /* 0 = default 64 MiB */
-  uint32_t stream_window;      /* per-stream receive window; 0 = 1 MiB */
-  uint32_t max_concurrent;     /* SETTINGS_MAX_CONCURRENT_STREAMS; 0 = 1000 */
-  size_t write_low_water;      /* on_writable threshold; 0 = 1 MiB */
-  int shutdown_grace_ms;       /* in-flight calls get this long after GOAWAY;
-                                  0 = 5000 */
+  size_t max_message_size; /* 0 = default 64 MiB */
+  uint32_t stream_window;  /* per-stream receive window; 0 = 1 MiB */
+  uint32_t max_concurrent; /* SETTINGS_MAX_CONCURRENT_STREAMS; 0 = 1000 */
+  size_t write_low_water;  /* on_writable threshold; 0 = 1 MiB */
+  int shutdown_grace_ms;   /* in-flight calls get this long after GOAWAY;
+                              0 = 5000 */
 } rpc_server_opts;
 
 /* Create a server on base (borrowed; must outlive the server). opts may be
@@ -98,10 +107,13 @@ int rpc_server_port(const rpc_server *srv); /* first listener's port */
 void rpc_server_shutdown(rpc_server *srv, void (*done)(void *), void *arg);
 
 /* Immediate teardown: every open call gets on_close(RPC_CANCELLED).
- * NULL is a no-op. */
+ * Functions posted but not yet run are dropped. Not from inside a
+ * handler callback (done() of rpc_server_shutdown is fine). NULL is a
+ * no-op. */
 void rpc_server_free(rpc_server *srv);
 
-/* Thread-safe: run fn(arg) on the loop thread soon. DB_ENOMEM on failure. */
+/* Thread-safe: run fn(arg) on the loop thread soon. DB_ENOMEM on failure.
+ * Uses its own eventfd, so evthread_use_pthreads() is not required. */
 int rpc_server_post(rpc_server *srv, void (*fn)(void *), void *arg);
 
 /* ---- Per-call API (loop thread only) ---- */
@@ -113,7 +125,7 @@ rpc_server *rpc_call_server(const rpc_call *call);
 
 /* Request metadata by lower-case name ("requestmetadata-bin" style names
  * are returned raw, still base64). NULL when absent. Valid for the call's
- * life. */
+ * life. Repeated fields come back joined with ','. */
 const char *rpc_call_header(const rpc_call *call, const char *name);
 
 /* Absolute deadline from grpc-timeout (rpc_now_ms() clock), 0 if none. The
