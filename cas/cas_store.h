@@ -34,15 +34,15 @@ typedef struct cas_writer cas_writer;
 typedef struct cas_reader cas_reader;
 
 typedef struct cas_store_opts {
-  const char *root;      /* directory, created if missing (copied) */
-  uint64_t max_bytes;    /* budget for stored (on-disk) bytes; 0 = none */
-  int zstd_level;        /* 0 = default (3) */
+  const char *root;   /* directory, created if missing (copied) */
+  uint64_t max_bytes; /* budget for stored (on-disk) bytes; 0 = none */
+  int zstd_level;     /* 0 = default (3) */
 } cas_store_opts;
 
 typedef struct cas_store_stats {
   uint64_t blobs;
-  uint64_t stored_bytes;   /* on disk */
-  uint64_t logical_bytes;  /* uncompressed sizes */
+  uint64_t stored_bytes;  /* on disk */
+  uint64_t logical_bytes; /* uncompressed sizes */
   uint64_t evictions;
 } cas_store_stats;
 

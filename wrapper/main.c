@@ -1,4 +1,6 @@
 /* cargo-distbuild: dispatches "<component> <verb>" to the component CLIs. */
+#include "cas_cli.h"
+
 #include <stdio.h>
 #include <string.h>
 
@@ -18,6 +20,8 @@ int main(int argc, char **argv) {
     usage(stdout);
     return 0;
   }
+  if (!strcmp(argv[1], "cas"))
+    return cas_cli_main(argc - 1, argv + 1);
   fprintf(stderr, "cargo-distbuild: unknown command '%s'\n", argv[1]);
   usage(stderr);
   return 2;

@@ -1,0 +1,851 @@
+/*
+ * ContentAddressableStorage, ActionCache and Capabilities services.
+ * ByteStream lives in cas_bytestream.c.
+ */
+#include "cas_service_int.h"
+
+#include "db_err.h"
+#include "db_log.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zstd.h>
+
+#define SVC_PREFIX "/build.bazel.remote.execution.v2."
+/* Blobs decompressed from a batch are held in memory; a digest claiming
+ * more than this must go through ByteStream. */
+#define BATCH_BLOB_MAX ((int64_t)256 << 20)
+/* Budget for stdout/stderr/file contents inlined into an ActionResult. */
+#define INLINE_BUDGET ((size_t)1 << 20)
+
+typedef Build__Bazel__Remote__Execution__V2__FindMissingBlobsRequest FmbReq;
+typedef Build__Bazel__Remote__Execution__V2__FindMissingBlobsResponse FmbResp;
+typedef Build__Bazel__Remote__Execution__V2__BatchUpdateBlobsRequest BubReq;
+typedef Build__Bazel__Remote__Execution__V2__BatchUpdateBlobsRequest__Request
+    BubReqItem;
+typedef Build__Bazel__Remote__Execution__V2__BatchUpdateBlobsResponse BubResp;
+typedef Build__Bazel__Remote__Execution__V2__BatchUpdateBlobsResponse__Response
+    BubRespItem;
+typedef Build__Bazel__Remote__Execution__V2__BatchReadBlobsRequest BrbReq;
+typedef Build__Bazel__Remote__Execution__V2__BatchReadBlobsResponse BrbResp;
+typedef Build__Bazel__Remote__Execution__V2__BatchReadBlobsResponse__Response
+    BrbRespItem;
+typedef Build__Bazel__Remote__Execution__V2__GetTreeRequest GtReq;
+typedef Build__Bazel__Remote__Execution__V2__GetTreeResponse GtResp;
+typedef Build__Bazel__Remote__Execution__V2__GetActionResultRequest GarReq;
+typedef Build__Bazel__Remote__Execution__V2__UpdateActionResultRequest UarReq;
+
+void cas_svc_reply(rpc_call *call, const ProtobufCMessage *m) {
+  uint8_t *buf = NULL;
+  size_t len = 0;
+  int rc = reapi_pb_pack(m, &buf, &len);
+
+  if (rc == 0)
+    rc = rpc_call_send(call, buf ? buf : (const uint8_t *)"", len);
+  free(buf);
+  if (rc)
+    cas_svc_fail(call, rc, "sending response");
+  else
+    rpc_call_finish(call, RPC_OK, NULL);
+}
+
+void cas_svc_fail(rpc_call *call, int err, const char *what) {
+  char msg[512];
+  snprintf(msg, sizeof(msg), "%s: %s", what, db_strerror(err));
+  rpc_call_finish(call, rpc_code_from_err(err), msg);
+}
+
+static Google__Rpc__Status *status_new(int code, const char *msg) {
+  Google__Rpc__Status *st = calloc(1, sizeof(*st));
+  if (!st)
+    return NULL;
+  google__rpc__status__init(st);
+  st->code = code;
+  st->message = msg ? strdup(msg) : NULL;
+  if (!st->message)
+    st->message = (char *)protobuf_c_empty_string;
+  return st;
+}
+
+static void status_free(Google__Rpc__Status *st) {
+  if (!st)
+    return;
+  if (st->message != protobuf_c_empty_string)
+    free(st->message);
+  free(st);
+}
+
+/* ---- FindMissingBlobs ---- */
+
+static void fmb_on_message(rpc_call *call, const uint8_t *msg, size_t len) {
+  cas_service *svc = rpc_call_method_data(call);
+  FmbReq *req;
+  FmbResp resp =
+      BUILD__BAZEL__REMOTE__EXECUTION__V2__FIND_MISSING_BLOBS_RESPONSE__INIT;
+  reapi_digest d;
+  size_t i;
+
+  req = build__bazel__remote__execution__v2__find_missing_blobs_request__unpack(
+      NULL, len, msg);
+  if (!req) {
+    rpc_call_finish(call, RPC_INVALID_ARGUMENT,
+                    "malformed FindMissingBlobsRequest");
+    return;
+  }
+  if (!reapi_pb_digest_function_ok(req->digest_function)) {
+    rpc_call_finish(call, RPC_INVALID_ARGUMENT,
+                    "only the SHA256 digest function is supported");
+    goto out;
+  }
+  resp.missing_blob_digests =
+      malloc((req->n_blob_digests + 1) * sizeof(*resp.missing_blob_digests));
+  if (!resp.missing_blob_digests) {
+    cas_svc_fail(call, DB_ENOMEM, "FindMissingBlobs");
+    goto out;
+  }
+  for (i = 0; i < req->n_blob_digests; i++) {
+    if (reapi_pb_digest_get(req->blob_digests[i], &d)) {
+      char m[96];
+      snprintf(m, sizeof(m), "invalid digest at blob_digests[%zu]", i);
+      rpc_call_finish(call, RPC_INVALID_ARGUMENT, m);
+      goto out;
+    }
+    if (!cas_store_has(svc->store, &d))
+      resp.missing_blob_digests[resp.n_missing_blob_digests++] =
+          req->blob_digests[i];
+  }
+  cas_svc_reply(call, &resp.base);
+out:
+  free(resp.missing_blob_digests);
+  build__bazel__remote__execution__v2__find_missing_blobs_request__free_unpacked(
+      req, NULL);
+}
+
+/* ---- BatchUpdateBlobs ---- */
+
+/* Store one batch item; returns the gRPC code and fills why. */
+static int bub_store_one(cas_service *svc, const BubReqItem *it, char *why,
+                         size_t whylen) {
+  reapi_digest d;
+  uint8_t *raw = NULL;
+  const uint8_t *data = it->data.data;
+  size_t len = it->data.len;
+  int rc, code = RPC_OK;
+
+  if (reapi_pb_digest_get(it->digest, &d)) {
+    snprintf(why, whylen, "invalid digest");
+    return RPC_INVALID_ARGUMENT;
+  }
+  if (it->compressor == PB_COMPRESSOR_ZSTD) {
+    size_t n;
+    if (d.size > BATCH_BLOB_MAX) {
+      snprintf(why, whylen, "blob too large for a batch; use ByteStream");
+      return RPC_INVALID_ARGUMENT;
+    }
+    raw = malloc(d.size ? (size_t)d.size : 1);
+    if (!raw) {
+      snprintf(why, whylen, "out of memory");
+      return RPC_RESOURCE_EXHAUSTED;
+    }
+    n = ZSTD_decompress(raw, (size_t)d.size, it->data.data, it->data.len);
+    if (ZSTD_isError(n) || n != (size_t)d.size) {
+      snprintf(why, whylen, "zstd data does not decompress to %lld bytes%s%s",
+               (long long)d.size, ZSTD_isError(n) ? ": " : "",
+               ZSTD_isError(n) ? ZSTD_getErrorName(n) : "");
+      code = RPC_INVALID_ARGUMENT;
+      goto out;
+    }
+    data = raw;
+    len = n;
+  } else if (it->compressor != PB_COMPRESSOR_IDENTITY) {
+    snprintf(why, whylen, "unsupported compressor %d", (int)it->compressor);
+    return RPC_INVALID_ARGUMENT;
+  }
+  rc = cas_store_put(svc->store, &d, data, len);
+  if (rc == DB_EDIGEST) {
+    reapi_digest got;
+    reapi_digest_of(data, len, &got);
+    snprintf(why, whylen, "digest mismatch: data hashes to %s/%lld", got.hash,
+             (long long)got.size);
+    code = RPC_INVALID_ARGUMENT;
+  } else if (rc) {
+    snprintf(why, whylen, "store: %s", db_strerror(rc));
+    code = rpc_code_from_err(rc);
+  }
+out:
+  free(raw);
+  return code;
+}
+
+static void bub_on_message(rpc_call *call, const uint8_t *msg, size_t len) {
+  cas_service *svc = rpc_call_method_data(call);
+  BubReq *req;
+  BubResp resp =
+      BUILD__BAZEL__REMOTE__EXECUTION__V2__BATCH_UPDATE_BLOBS_RESPONSE__INIT;
+  BubRespItem *items = NULL;
+  size_t i, total = 0;
+
+  req = build__bazel__remote__execution__v2__batch_update_blobs_request__unpack(
+      NULL, len, msg);
+  if (!req) {
+    rpc_call_finish(call, RPC_INVALID_ARGUMENT,
+                    "malformed BatchUpdateBlobsRequest");
+    return;
+  }
+  if (!reapi_pb_digest_function_ok(req->digest_function)) {
+    rpc_call_finish(call, RPC_INVALID_ARGUMENT,
+                    "only the SHA256 digest function is supported");
+    goto out;
+  }
+  for (i = 0; i < req->n_requests; i++)
+    total += req->requests[i]->data.len;
+  if (total > svc->max_batch) {
+    char m[128];
+    snprintf(m, sizeof(m), "batch of %zu bytes exceeds the limit of %zu", total,
+             svc->max_batch);
+    rpc_call_finish(call, RPC_INVALID_ARGUMENT, m);
+    goto out;
+  }
+  items = calloc(req->n_requests + 1, sizeof(*items));
+  resp.responses = calloc(req->n_requests + 1, sizeof(*resp.responses));
+  if (!items || !resp.responses) {
+    cas_svc_fail(call, DB_ENOMEM, "BatchUpdateBlobs");
+    goto out;
+  }
+  for (i = 0; i < req->n_requests; i++) {
+    char why[256] = "";
+    int code = bub_store_one(svc, req->requests[i], why, sizeof(why));
+    build__bazel__remote__execution__v2__batch_update_blobs_response__response__init(
+        &items[i]);
+    items[i].digest = req->requests[i]->digest;
+    items[i].status = status_new(code, code ? why : NULL);
+    if (code)
+      DB_WARN("cas", "BatchUpdateBlobs: %s/%lld: %s",
+              req->requests[i]->digest ? req->requests[i]->digest->hash : "?",
+              req->requests[i]->digest
+                  ? (long long)req->requests[i]->digest->size_bytes
+                  : -1LL,
+              why);
+    resp.responses[i] = &items[i];
+    resp.n_responses++;
+  }
+  cas_svc_reply(call, &resp.base);
+out:
+  for (i = 0; items && i < resp.n_responses; i++)
+    status_free(items[i].status);
+  free(items);
+  free(resp.responses);
+  build__bazel__remote__execution__v2__batch_update_blobs_request__free_unpacked(
+      req, NULL);
+}
+
+/* ---- BatchReadBlobs ---- */
+
+/* Read a whole blob through a reader (as a zstd frame or raw). */
+static int read_all(cas_store *st, const reapi_digest *d, int as_zstd,
+                    uint8_t **out, size_t *outlen) {
+  cas_reader *r = NULL;
+  uint8_t *buf = NULL;
+  size_t cap = 0, len = 0, n;
+  int rc;
+
+  if (!as_zstd)
+    return cas_store_get(st, d, out, outlen);
+  rc = cas_reader_open(st, d, 0, 1, &r);
+  if (rc)
+    return rc;
+  cap = (size_t)d->size / 2 + 64;
+  buf = malloc(cap);
+  if (!buf) {
+    rc = DB_ENOMEM;
+    goto out;
+  }
+  for (;;) {
+    if (len == cap) {
+      uint8_t *nb = realloc(buf, cap * 2);
+      if (!nb) {
+        rc = DB_ENOMEM;
+        goto out;
+      }
+      buf = nb;
+      cap *= 2;
+    }
+    rc = cas_reader_read(r, buf + len, cap - len, &n);
+    if (rc)
+      goto out;
+    if (n == 0)
+      break;
+    len += n;
+  }
+  *out = buf;
+  *outlen = len;
+  buf = NULL;
+out:
+  free(buf);
+  cas_reader_close(r);
+  return rc;
+}
+
+static void brb_on_message(rpc_call *call, const uint8_t *msg, size_t len) {
+  cas_service *svc = rpc_call_method_data(call);
+  BrbReq *req;
+  BrbResp resp =
+      BUILD__BAZEL__REMOTE__EXECUTION__V2__BATCH_READ_BLOBS_RESPONSE__INIT;
+  BrbRespItem *items = NULL;
+  size_t i, total = 0;
+  int zstd_ok = 0;
+
+  req = build__bazel__remote__execution__v2__batch_read_blobs_request__unpack(
+      NULL, len, msg);
+  if (!req) {
+    rpc_call_finish(call, RPC_INVALID_ARGUMENT,
+                    "malformed BatchReadBlobsRequest");
+    return;
+  }
+  if (!reapi_pb_digest_function_ok(req->digest_function)) {
+    rpc_call_finish(call, RPC_INVALID_ARGUMENT,
+                    "only the SHA256 digest function is supported");
+    goto out;
+  }
+  for (i = 0; i < req->n_acceptable_compressors; i++)
+    if (req->acceptable_compressors[i] == PB_COMPRESSOR_ZSTD)
+      zstd_ok = 1;
+  for (i = 0; i < req->n_digests; i++) {
+    if (!req->digests[i] || req->digests[i]->size_bytes < 0) {
+      rpc_call_finish(call, RPC_INVALID_ARGUMENT, "invalid digest in request");
+      goto out;
+    }
+    total += (size_t)req->digests[i]->size_bytes;
+  }
+  if (total > svc->max_batch) {
+    char m[128];
+    snprintf(m, sizeof(m), "batch of %zu bytes exceeds the limit of %zu", total,
+             svc->max_batch);
+    rpc_call_finish(call, RPC_INVALID_ARGUMENT, m);
+    goto out;
+  }
+  items = calloc(req->n_digests + 1, sizeof(*items));
+  resp.responses = calloc(req->n_digests + 1, sizeof(*resp.responses));
+  if (!items || !resp.responses) {
+    cas_svc_fail(call, DB_ENOMEM, "BatchReadBlobs");
+    goto out;
+  }
+  for (i = 0; i < req->n_digests; i++) {
+    BrbRespItem *it = &items[i];
+    reapi_digest d;
+    uint8_t *data = NULL;
+    size_t dlen = 0;
+    int rc, code = RPC_OK;
+    char why[160] = "";
+
+    build__bazel__remote__execution__v2__batch_read_blobs_response__response__init(
+        it);
+    it->digest = req->digests[i];
+    resp.responses[resp.n_responses++] = it;
+    if (reapi_pb_digest_get(req->digests[i], &d)) {
+      it->status = status_new(RPC_INVALID_ARGUMENT, "invalid digest");
+      continue;
+    }
+    /* Tiny blobs are not worth a zstd frame header. */
+    rc = read_all(svc->store, &d, zstd_ok && d.size > 64, &data, &dlen);
+    if (rc) {
+      code = rpc_code_from_err(rc);
+      snprintf(why, sizeof(why), "%s", db_strerror(rc));
+    } else {
+      it->data.data = data;
+      it->data.len = dlen;
+      it->compressor = (zstd_ok && d.size > 64) ? PB_COMPRESSOR_ZSTD
+                                                : PB_COMPRESSOR_IDENTITY;
+    }
+    it->status = status_new(code, code ? why : NULL);
+  }
+  cas_svc_reply(call, &resp.base);
+out:
+  for (i = 0; items && i < resp.n_responses; i++) {
+    free(items[i].data.data);
+    status_free(items[i].status);
+  }
+  free(items);
+  free(resp.responses);
+  build__bazel__remote__execution__v2__batch_read_blobs_request__free_unpacked(
+      req, NULL);
+}
+
+/* ---- GetTree ---- */
+
+#define TREE_PAGE_DEFAULT 1000
+#define TREE_PAGE_BYTES ((size_t)2 << 20)
+
+typedef struct tree_walk {
+  PbDirectory **dirs;
+  size_t n, cap;
+  reapi_digest *seen;
+  size_t nseen, seencap;
+} tree_walk;
+
+static int walk_seen(tree_walk *w, const reapi_digest *d) {
+  for (size_t i = 0; i < w->nseen; i++)
+    if (reapi_digest_eq(&w->seen[i], d))
+      return 1;
+  return 0;
+}
+
+/* Add one directory to the walk unless already seen. A missing root is
+ * DB_ENOTFOUND; missing subtrees are left out, as the spec allows. */
+static int tree_add(cas_store *st, const reapi_digest *d, tree_walk *w,
+                    int is_root) {
+  uint8_t *data = NULL;
+  size_t len = 0;
+  PbDirectory *dir;
+  int rc;
+
+  if (walk_seen(w, d))
+    return 0;
+  if (w->nseen == w->seencap) {
+    size_t nc = w->seencap ? w->seencap * 2 : 64;
+    reapi_digest *ns = realloc(w->seen, nc * sizeof(*ns));
+    if (!ns)
+      return DB_ENOMEM;
+    w->seen = ns;
+    w->seencap = nc;
+  }
+  w->seen[w->nseen++] = *d;
+  rc = cas_store_get(st, d, &data, &len);
+  if (rc == DB_ENOTFOUND && !is_root)
+    return 0;
+  if (rc)
+    return rc;
+  dir = build__bazel__remote__execution__v2__directory__unpack(NULL, len, data);
+  free(data);
+  if (!dir)
+    return DB_EPROTO;
+  if (w->n == w->cap) {
+    size_t nc = w->cap ? w->cap * 2 : 64;
+    PbDirectory **nd = realloc(w->dirs, nc * sizeof(*nd));
+    if (!nd) {
+      build__bazel__remote__execution__v2__directory__free_unpacked(dir, NULL);
+      return DB_ENOMEM;
+    }
+    w->dirs = nd;
+    w->cap = nc;
+  }
+  w->dirs[w->n++] = dir;
+  return 0;
+}
+
+/* Breadth-first walk from root; each distinct Directory appears once. */
+static int tree_collect(cas_store *st, const reapi_digest *root, tree_walk *w) {
+  int rc = tree_add(st, root, w, 1);
+
+  for (size_t head = 0; rc == 0 && head < w->n; head++) {
+    PbDirectory *d = w->dirs[head];
+    for (size_t k = 0; rc == 0 && k < d->n_directories; k++) {
+      reapi_digest cd;
+      if (reapi_pb_digest_get(d->directories[k]->digest, &cd))
+        return DB_EPROTO;
+      rc = tree_add(st, &cd, w, 0);
+    }
+  }
+  return rc;
+}
+
+static void tree_walk_free(tree_walk *w) {
+  for (size_t i = 0; i < w->n; i++)
+    build__bazel__remote__execution__v2__directory__free_unpacked(w->dirs[i],
+                                                                  NULL);
+  free(w->dirs);
+  free(w->seen);
+}
+
+static void gt_on_message(rpc_call *call, const uint8_t *msg, size_t len) {
+  cas_service *svc = rpc_call_method_data(call);
+  GtReq *req;
+  tree_walk w = {0};
+  reapi_digest root;
+  size_t start = 0, page, i;
+  int rc;
+
+  req = build__bazel__remote__execution__v2__get_tree_request__unpack(NULL, len,
+                                                                      msg);
+  if (!req) {
+    rpc_call_finish(call, RPC_INVALID_ARGUMENT, "malformed GetTreeRequest");
+    return;
+  }
+  if (reapi_pb_digest_get(req->root_digest, &root)) {
+    rpc_call_finish(call, RPC_INVALID_ARGUMENT, "invalid root_digest");
+    goto out;
+  }
+  if (req->page_token && *req->page_token) {
+    char *end;
+    unsigned long long v = strtoull(req->page_token, &end, 10);
+    if (*end) {
+      rpc_call_finish(call, RPC_INVALID_ARGUMENT, "invalid page_token");
+      goto out;
+    }
+    start = (size_t)v;
+  }
+  page = req->page_size > 0 ? (size_t)req->page_size : TREE_PAGE_DEFAULT;
+  rc = tree_collect(svc->store, &root, &w);
+  if (rc == DB_ENOTFOUND) {
+    rpc_call_finish(call, RPC_NOT_FOUND, "root directory not in the CAS");
+    goto out;
+  }
+  if (rc) {
+    cas_svc_fail(call, rc == DB_EPROTO ? DB_EINVAL : rc,
+                 "GetTree: reading the tree");
+    goto out;
+  }
+  if (start > w.n) {
+    rpc_call_finish(call, RPC_INVALID_ARGUMENT, "page_token out of range");
+    goto out;
+  }
+  /* Stream pages; each response carries the token of the next page. */
+  i = start;
+  do {
+    GtResp resp = BUILD__BAZEL__REMOTE__EXECUTION__V2__GET_TREE_RESPONSE__INIT;
+    char token[32] = "";
+    size_t bytes = 0;
+    uint8_t *buf = NULL;
+    size_t blen = 0;
+
+    resp.directories = w.dirs + i;
+    while (i < w.n && resp.n_directories < page && bytes < TREE_PAGE_BYTES) {
+      bytes += protobuf_c_message_get_packed_size(&w.dirs[i]->base);
+      resp.n_directories++;
+      i++;
+    }
+    if (i < w.n) {
+      snprintf(token, sizeof(token), "%zu", i);
+      resp.next_page_token = token;
+    }
+    rc = reapi_pb_pack(&resp.base, &buf, &blen);
+    if (rc == 0)
+      rc = rpc_call_send(call, buf ? buf : (const uint8_t *)"", blen);
+    free(buf);
+    if (rc) {
+      cas_svc_fail(call, rc, "GetTree");
+      goto out;
+    }
+  } while (i < w.n);
+  rpc_call_finish(call, RPC_OK, NULL);
+out:
+  tree_walk_free(&w);
+  build__bazel__remote__execution__v2__get_tree_request__free_unpacked(req,
+                                                                       NULL);
+}
+
+/* ---- ActionCache ---- */
+
+static int blob_present(cas_store *st, const PbDigest *pb) {
+  reapi_digest d;
+  if (!pb)
+    return 1;
+  if (reapi_pb_digest_get(pb, &d))
+    return -1;
+  return cas_store_has(st, &d);
+}
+
+static int tree_complete(cas_store *st, const PbDigest *tree_pb) {
+  reapi_digest d;
+  uint8_t *data = NULL;
+  size_t len = 0, i, k;
+  PbTree *tree;
+  int ok = 1;
+
+  if (reapi_pb_digest_get(tree_pb, &d))
+    return DB_EINVAL;
+  if (cas_store_get(st, &d, &data, &len))
+    return 0;
+  tree = build__bazel__remote__execution__v2__tree__unpack(NULL, len, data);
+  free(data);
+  if (!tree)
+    return DB_EINVAL;
+  for (i = 0; ok == 1 && i <= tree->n_children; i++) {
+    PbDirectory *dir = i == 0 ? tree->root : tree->children[i - 1];
+    if (!dir)
+      continue;
+    for (k = 0; ok == 1 && k < dir->n_files; k++)
+      ok = blob_present(st, dir->files[k]->digest);
+  }
+  build__bazel__remote__execution__v2__tree__free_unpacked(tree, NULL);
+  return ok < 0 ? DB_EINVAL : ok;
+}
+
+static int result_complete(cas_store *st, const PbActionResult *ar) {
+  size_t i;
+  int ok = 1;
+
+  for (i = 0; ok == 1 && i < ar->n_output_files; i++)
+    ok = blob_present(st, ar->output_files[i]->digest);
+  for (i = 0; ok == 1 && i < ar->n_output_directories; i++)
+    ok = tree_complete(st, ar->output_directories[i]->tree_digest);
+  if (ok == 1)
+    ok = blob_present(st, ar->stdout_digest);
+  if (ok == 1)
+    ok = blob_present(st, ar->stderr_digest);
+  return ok < 0 ? DB_EINVAL : ok;
+}
+
+int cas_service_result_complete(cas_store *store, const uint8_t *data,
+                                size_t len) {
+  PbActionResult *ar;
+  int ok;
+
+  ar = build__bazel__remote__execution__v2__action_result__unpack(NULL, len,
+                                                                  data);
+  if (!ar)
+    return DB_EINVAL;
+  ok = result_complete(store, ar);
+  build__bazel__remote__execution__v2__action_result__free_unpacked(ar, NULL);
+  return ok;
+}
+
+/* Fill an inline field from the CAS when asked and small enough. */
+static void inline_blob(cas_store *st, const PbDigest *pb,
+                        ProtobufCBinaryData *field, size_t *budget) {
+  reapi_digest d;
+  uint8_t *data = NULL;
+  size_t len = 0;
+
+  if (!pb || field->len || reapi_pb_digest_get(pb, &d) || d.size == 0 ||
+      (size_t)d.size > *budget)
+    return;
+  if (cas_store_get(st, &d, &data, &len))
+    return;
+  field->data = data;
+  field->len = len;
+  *budget -= len;
+}
+
+static void gar_on_message(rpc_call *call, const uint8_t *msg, size_t len) {
+  cas_service *svc = rpc_call_method_data(call);
+  GarReq *req;
+  PbActionResult *ar = NULL;
+  reapi_digest d;
+  uint8_t *data = NULL;
+  size_t dlen = 0, i, k, budget = INLINE_BUDGET;
+  int rc;
+
+  req = build__bazel__remote__execution__v2__get_action_result_request__unpack(
+      NULL, len, msg);
+  if (!req) {
+    rpc_call_finish(call, RPC_INVALID_ARGUMENT,
+                    "malformed GetActionResultRequest");
+    return;
+  }
+  if (reapi_pb_digest_get(req->action_digest, &d)) {
+    rpc_call_finish(call, RPC_INVALID_ARGUMENT, "invalid action_digest");
+    goto out;
+  }
+  rc = cas_ac_get(svc->store, &d, &data, &dlen);
+  if (rc == DB_ENOTFOUND) {
+    rpc_call_finish(call, RPC_NOT_FOUND, "action result not in the cache");
+    goto out;
+  }
+  if (rc) {
+    cas_svc_fail(call, rc, "GetActionResult");
+    goto out;
+  }
+  ar = build__bazel__remote__execution__v2__action_result__unpack(NULL, dlen,
+                                                                  data);
+  if (!ar || result_complete(svc->store, ar) != 1) {
+    /* A result whose outputs were evicted is useless (and one that no
+     * longer parses is corrupt): drop it and report a miss. */
+    DB_INFO("cas", "action %s: cached result %s, dropping it", d.hash,
+            ar ? "references evicted blobs" : "is corrupt");
+    cas_ac_remove(svc->store, &d);
+    rpc_call_finish(call, RPC_NOT_FOUND,
+                    "cached action result references blobs no longer in "
+                    "the CAS");
+    goto out;
+  }
+  /* Inlined buffers are malloc'd, so free_unpacked (default allocator)
+   * releases them with the rest of the message. */
+  if (req->inline_stdout)
+    inline_blob(svc->store, ar->stdout_digest, &ar->stdout_raw, &budget);
+  if (req->inline_stderr)
+    inline_blob(svc->store, ar->stderr_digest, &ar->stderr_raw, &budget);
+  for (i = 0; i < ar->n_output_files; i++) {
+    PbOutputFile *f = ar->output_files[i];
+    for (k = 0; k < req->n_inline_output_files; k++) {
+      if (!strcmp(req->inline_output_files[k], f->path) && !f->contents.len) {
+        inline_blob(svc->store, f->digest, &f->contents, &budget);
+        break;
+      }
+    }
+  }
+  cas_svc_reply(call, &ar->base);
+out:
+  if (ar)
+    build__bazel__remote__execution__v2__action_result__free_unpacked(ar, NULL);
+  free(data);
+  build__bazel__remote__execution__v2__get_action_result_request__free_unpacked(
+      req, NULL);
+}
+
+static void uar_on_message(rpc_call *call, const uint8_t *msg, size_t len) {
+  cas_service *svc = rpc_call_method_data(call);
+  UarReq *req;
+  reapi_digest d;
+  uint8_t *buf = NULL;
+  size_t blen = 0;
+  int rc;
+
+  req =
+      build__bazel__remote__execution__v2__update_action_result_request__unpack(
+          NULL, len, msg);
+  if (!req) {
+    rpc_call_finish(call, RPC_INVALID_ARGUMENT,
+                    "malformed UpdateActionResultRequest");
+    return;
+  }
+  if (reapi_pb_digest_get(req->action_digest, &d) || !req->action_result) {
+    rpc_call_finish(call, RPC_INVALID_ARGUMENT,
+                    "invalid action_digest or missing action_result");
+    goto out;
+  }
+  rc = result_complete(svc->store, req->action_result);
+  if (rc < 0) {
+    rpc_call_finish(call, RPC_INVALID_ARGUMENT,
+                    "action_result holds an invalid digest");
+    goto out;
+  }
+  if (rc == 0) {
+    rpc_call_finish(call, RPC_FAILED_PRECONDITION,
+                    "action_result references blobs missing from the CAS; "
+                    "upload them first");
+    goto out;
+  }
+  rc = reapi_pb_pack(&req->action_result->base, &buf, &blen);
+  if (rc == 0)
+    rc = cas_ac_put(svc->store, &d, buf ? buf : (const uint8_t *)"", blen);
+  if (rc) {
+    cas_svc_fail(call, rc, "UpdateActionResult");
+    goto out;
+  }
+  cas_svc_reply(call, &req->action_result->base);
+out:
+  free(buf);
+  build__bazel__remote__execution__v2__update_action_result_request__free_unpacked(
+      req, NULL);
+}
+
+/* ---- Capabilities ---- */
+
+static void caps_on_message(rpc_call *call, const uint8_t *msg, size_t len) {
+  cas_service *svc = rpc_call_method_data(call);
+  Build__Bazel__Remote__Execution__V2__GetCapabilitiesRequest *req;
+  Build__Bazel__Remote__Execution__V2__ServerCapabilities caps =
+      BUILD__BAZEL__REMOTE__EXECUTION__V2__SERVER_CAPABILITIES__INIT;
+  Build__Bazel__Remote__Execution__V2__CacheCapabilities cache =
+      BUILD__BAZEL__REMOTE__EXECUTION__V2__CACHE_CAPABILITIES__INIT;
+  Build__Bazel__Remote__Execution__V2__ExecutionCapabilities exec =
+      BUILD__BAZEL__REMOTE__EXECUTION__V2__EXECUTION_CAPABILITIES__INIT;
+  Build__Bazel__Remote__Execution__V2__ActionCacheUpdateCapabilities acu =
+      BUILD__BAZEL__REMOTE__EXECUTION__V2__ACTION_CACHE_UPDATE_CAPABILITIES__INIT;
+  Build__Bazel__Semver__SemVer low = BUILD__BAZEL__SEMVER__SEM_VER__INIT;
+  Build__Bazel__Semver__SemVer high = BUILD__BAZEL__SEMVER__SEM_VER__INIT;
+  Build__Bazel__Semver__SemVer dep = BUILD__BAZEL__SEMVER__SEM_VER__INIT;
+  Build__Bazel__Remote__Execution__V2__DigestFunction__Value fns[] = {
+      PB_DIGEST_SHA256};
+  Build__Bazel__Remote__Execution__V2__Compressor__Value comps[] = {
+      PB_COMPRESSOR_ZSTD};
+
+  req = build__bazel__remote__execution__v2__get_capabilities_request__unpack(
+      NULL, len, msg);
+  if (!req) {
+    rpc_call_finish(call, RPC_INVALID_ARGUMENT,
+                    "malformed GetCapabilitiesRequest");
+    return;
+  }
+  cache.n_digest_functions = 1;
+  cache.digest_functions = fns;
+  acu.update_enabled = 1;
+  cache.action_cache_update_capabilities = &acu;
+  cache.max_batch_total_size_bytes = (int64_t)svc->max_batch;
+  cache.symlink_absolute_path_strategy =
+      BUILD__BAZEL__REMOTE__EXECUTION__V2__SYMLINK_ABSOLUTE_PATH_STRATEGY__VALUE__ALLOWED;
+  cache.n_supported_compressors = 1;
+  cache.supported_compressors = comps;
+  cache.n_supported_batch_update_compressors = 1;
+  cache.supported_batch_update_compressors = comps;
+  caps.cache_capabilities = &cache;
+  if (svc->exec_enabled) {
+    exec.digest_function = PB_DIGEST_SHA256;
+    exec.exec_enabled = 1;
+    exec.n_digest_functions = 1;
+    exec.digest_functions = fns;
+    caps.execution_capabilities = &exec;
+  }
+  dep.major = 2;
+  low.major = 2;
+  high.major = 2;
+  high.minor = 3;
+  caps.deprecated_api_version = &dep;
+  caps.low_api_version = &low;
+  caps.high_api_version = &high;
+  cas_svc_reply(call, &caps.base);
+  build__bazel__remote__execution__v2__get_capabilities_request__free_unpacked(
+      req, NULL);
+}
+
+/* ---- registration ---- */
+
+int cas_service_new(cas_store *store, const cas_service_opts *opts,
+                    cas_service **out) {
+  cas_service *svc = calloc(1, sizeof(*svc));
+  if (!svc)
+    return DB_ENOMEM;
+  svc->store = store;
+  svc->max_batch =
+      opts && opts->max_batch_bytes ? opts->max_batch_bytes : (size_t)4 << 20;
+  svc->exec_enabled = opts ? opts->exec_enabled : 0;
+  svc->zstd_level = opts && opts->zstd_level ? opts->zstd_level : 1;
+  *out = svc;
+  return 0;
+}
+
+void cas_service_free(cas_service *svc) {
+  if (!svc)
+    return;
+  cas_bytestream_cleanup(svc);
+  free(svc);
+}
+
+int cas_service_register(cas_service *svc, rpc_server *srv) {
+  static const struct {
+    const char *path;
+    void (*on_message)(rpc_call *, const uint8_t *, size_t);
+    rpc_kind kind;
+  } methods[] = {
+      {SVC_PREFIX "ContentAddressableStorage/FindMissingBlobs", fmb_on_message,
+       RPC_KIND_UNARY},
+      {SVC_PREFIX "ContentAddressableStorage/BatchUpdateBlobs", bub_on_message,
+       RPC_KIND_UNARY},
+      {SVC_PREFIX "ContentAddressableStorage/BatchReadBlobs", brb_on_message,
+       RPC_KIND_UNARY},
+      {SVC_PREFIX "ContentAddressableStorage/GetTree", gt_on_message,
+       RPC_KIND_SERVER_STREAMING},
+      {SVC_PREFIX "ActionCache/GetActionResult", gar_on_message,
+       RPC_KIND_UNARY},
+      {SVC_PREFIX "ActionCache/UpdateActionResult", uar_on_message,
+       RPC_KIND_UNARY},
+      {SVC_PREFIX "Capabilities/GetCapabilities", caps_on_message,
+       RPC_KIND_UNARY},
+  };
+  size_t i;
+  int rc;
+
+  for (i = 0; i < sizeof(methods) / sizeof(methods[0]); i++) {
+    rpc_method m = {0};
+    m.path = methods[i].path;
+    m.kind = methods[i].kind;
+    m.on_message = methods[i].on_message;
+    m.method_data = svc;
+    rc = rpc_server_add_method(srv, &m);
+    if (rc)
+      return rc;
+  }
+  return cas_bytestream_register(svc, srv);
+}
