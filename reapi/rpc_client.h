@@ -49,7 +49,7 @@ int rpc_client_set_header(rpc_client *c, const char *name, const char *value);
  *  on_message: one whole response message (valid during the callback).
  *              Return 0 to go on, non-zero to cancel the call (its status
  *              becomes CANCELLED unless the callback set one later).
- *  produce:    client-streaming only: fill *msg/*len with the next request
+ *  produce:    client-streaming only: fill *msg and *len with the next request
  *              message (malloc'd; ownership passes to the client) and
  *              return 1; return 0 at end of stream; negative to abort the
  *              call. Called only when the transport wants more data, so a
