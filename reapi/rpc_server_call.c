@@ -440,6 +440,12 @@ void rpc__call_on_data(rpc_call *call, const uint8_t *data, size_t len) {
   rpc_conn *c = call->conn;
   size_t total = len, take;
 
+  if (call->end_sent && !call->remote_closed && !call->rst_sent) {
+    call->rst_sent = 1;
+    nghttp2_submit_rst_stream(c->session, NGHTTP2_FLAG_NONE, call->stream_id,
+                              NGHTTP2_NO_ERROR);
+  }
+
   while (len > 0 && !call->discard && call->dispatched && !call_done(call)) {
     if (call->prefix_have < 5) {
       take = 5 - call->prefix_have;
@@ -519,12 +525,11 @@ void rpc__call_on_end_sent(rpc_call *call) {
   call->end_sent = 1;
   if (call->deadline_ev)
     event_del(call->deadline_ev);
-  if (!call->remote_closed) {
-    /* Early server close: RST_STREAM(NO_ERROR) so the client stops
-     * sending (gRPC HTTP/2 spec). */
-    nghttp2_submit_rst_stream(call->conn->session, NGHTTP2_FLAG_NONE,
-                              call->stream_id, NGHTTP2_NO_ERROR);
-  }
+  /* An early close (the client is still sending) is followed by
+   * RST_STREAM(NO_ERROR), as the gRPC HTTP/2 spec asks, but only once more
+   * request DATA arrives (see rpc__call_on_data): libcurl 7.88 drops a
+   * response whose trailers and RST_STREAM land in the same read, so the
+   * reset must not ride in the same write as the trailers. */
 }
 
 /* ---- response ---- */

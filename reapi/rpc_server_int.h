@@ -87,6 +87,7 @@ struct rpc_call {
   unsigned finished : 1;        /* status decided (trailers pending) */
   unsigned end_sent : 1;        /* END_STREAM from us hit the wire */
   unsigned remote_closed : 1;   /* client half-closed */
+  unsigned rst_sent : 1;        /* RST_STREAM(NO_ERROR) after early end */
   unsigned closed : 1;          /* on_close ran or is running */
   unsigned deferred : 1;        /* data provider returned DEFERRED */
   unsigned deadline_hit : 1;    /* we reset it for the deadline */

@@ -198,8 +198,10 @@ def case_deadline(srv):
     with srv.channel() as ch:
         t0 = time.time()
         expect_error(ch.unary_unary("/test.Echo/Slow"),
-                     grpc.StatusCode.DEADLINE_EXCEEDED, b"", timeout=0.3)
-        check(time.time() - t0 < 2, "deadline took too long")
+                     grpc.StatusCode.DEADLINE_EXCEEDED, b"", timeout=1.0)
+        # 1 s, not less: on a loaded 2-core box a shorter deadline can
+        # expire before the request reaches the server at all.
+        check(time.time() - t0 < 3, "deadline took too long")
     # The client's own RST(CANCEL) at its deadline usually beats the
     # server's timer by a hair; either way on_close must have run.
     st = srv.wait_stat("active", 0)
@@ -515,11 +517,14 @@ def case_raw(srv):
     st = srv.wait_stat("Slow.DEADLINE_EXCEEDED", 1)
     check(st.get("Slow.DEADLINE_EXCEEDED") == "1", "stats %s" % st)
     # 8. early server close while the client still streams -> trailers,
-    #    then RST_STREAM(NO_ERROR)
+    #    then, once the client sends more, RST_STREAM(NO_ERROR) (deferred
+    #    so that it never shares a read with the trailers: libcurl 7.88
+    #    drops the response in that case)
     c.send(frame(HEADERS, END_HEADERS, 15, req_headers("/test.Echo/Nope")) +
            frame(DATA, 0, 15, grpc_msg(b"x")))
     ev = c.events(15)
     check(ev[0][1].get("grpc-status") == "12", "unknown: %s" % ev)
+    c.send(frame(DATA, 0, 15, grpc_msg(b"more")))
     f = c.read_frame()
     while f[0] != RST:
         f = c.read_frame()
