@@ -7,7 +7,8 @@ PKGS=(
   build-essential cmake pkg-config
   libnghttp2-dev libcurl4-openssl-dev libprotobuf-c-dev protobuf-c-compiler
   libzstd-dev libseccomp-dev libcap-dev libssl-dev libevent-dev libcmocka-dev
-  protobuf-compiler python3 python3-protobuf python3-grpcio
+  protobuf-compiler python3 python3-protobuf python3-grpcio python3-grpc-tools
+  python3-zstandard
   clang-format bubblewrap zstd iproute2 curl
 )
 
