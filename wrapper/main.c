@@ -1,5 +1,6 @@
 /* cargo-distbuild: dispatches "<component> <verb>" to the component CLIs. */
 #include "cas_cli.h"
+#include "sched_cli.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -8,6 +9,7 @@ static void usage(FILE *f) {
   fprintf(f, "usage: cargo-distbuild <command> [args]\n"
              "commands:\n"
              "  cas run      serve a standalone CAS + action cache\n"
+             "  scheduler run  serve the REAPI endpoint with execution\n"
              "  sandbox run  run one command in the sandbox (debug)\n");
 }
 
@@ -22,6 +24,8 @@ int main(int argc, char **argv) {
   }
   if (!strcmp(argv[1], "cas"))
     return cas_cli_main(argc - 1, argv + 1);
+  if (!strcmp(argv[1], "scheduler"))
+    return sched_cli_main(argc - 1, argv + 1);
   fprintf(stderr, "cargo-distbuild: unknown command '%s'\n", argv[1]);
   usage(stderr);
   return 2;

@@ -1,0 +1,450 @@
+"""The scheduler end to end: the real `cargo-distbuild scheduler run`,
+driven by python3-grpcio clients and scripted workers (sched_harness).
+Run: python3 test_scheduler.py BINARY [TestClass ...]
+"""
+import concurrent.futures
+import shutil
+import sys
+import threading
+import time
+import unittest
+
+import grpc
+
+import sched_harness as h
+from sched_harness import STAGE, re_pb2, worker_pb2
+
+BINARY = None
+
+
+class SchedTestBase(unittest.TestCase):
+    extra = ("--heartbeat-ms", "200", "--queue-timeout", "1")
+
+    def setUp(self):
+        self.sched = h.Scheduler(BINARY, self.extra)
+        self.target = self.sched.start()
+        self.client = h.Client(self.target)
+        self.workers = []
+
+    def tearDown(self):
+        for w in self.workers:
+            w.stop()
+        self.client.close()
+        rc = self.sched.stop()
+        if self._outcome_failed():
+            sys.stderr.write("--- scheduler log ---\n" + self.sched.output())
+        self.sched.close()
+        shutil.rmtree(self.sched.dir, ignore_errors=True)
+        self.assertEqual(rc, 0, "scheduler must exit 0 on SIGTERM")
+
+    def _outcome_failed(self):
+        res = getattr(self, "_outcome", None)
+        errs = getattr(res, "errors", None) or []
+        return any(e for _, e in errs) or bool(
+            getattr(getattr(res, "result", None), "failures", []))
+
+    def worker(self, wid="w1", **kw):
+        w = h.FakeWorker(self.target, wid, **kw).start()
+        self.workers.append(w)
+        return w
+
+    def wait_for(self, cond, timeout=10, what="condition"):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if cond():
+                return
+            time.sleep(0.02)
+        self.fail("timed out waiting for " + what)
+
+    def expect_rpc_error(self, fn, code):
+        with self.assertRaises(grpc.RpcError) as cm:
+            fn()
+        self.assertEqual(cm.exception.code(), code, cm.exception.details())
+        return cm.exception
+
+
+class ExecTest(SchedTestBase):
+    def test_capabilities_advertise_execution(self):
+        caps = self.client.unary(h.CAPS, re_pb2.GetCapabilitiesRequest(),
+                                 re_pb2.ServerCapabilities)
+        self.assertTrue(caps.execution_capabilities.exec_enabled)
+        self.assertTrue(caps.cache_capabilities.digest_functions)
+
+    def test_execute_stages_and_result(self):
+        w = self.worker()
+        d, _ = self.client.make_action()
+        ops = self.client.execute(d)
+        stages = [h.stage_of(o) for o in ops]
+        self.assertEqual(stages[0], STAGE.QUEUED)
+        self.assertIn(STAGE.EXECUTING, stages)
+        self.assertEqual(stages[-1], STAGE.COMPLETED)
+        self.assertTrue(all(not o.done for o in ops[:-1]))
+        self.assertTrue(ops[-1].name.startswith("operations/"))
+        self.assertEqual(len({o.name for o in ops}), 1)
+        r = h.response_of(ops[-1])
+        self.assertEqual(r.status.code, 0)
+        self.assertFalse(r.cached_result)
+        self.assertEqual(r.result.exit_code, 0)
+        self.assertFalse(ops[-1].HasField("error"))
+        self.assertEqual(len(w.assignments), 1)
+        a = w.assignments[0]
+        self.assertEqual(a.action_digest, d)
+        self.assertEqual(a.attempt, 1)
+        self.assertEqual(a.timeout_ms, 600000)  # default imposed
+        self.assertTrue(a.lease_id)
+        log = self.sched.output()
+        for s in ("job submitted", "dispatching", "job completed",
+                  "worker joined: w1"):
+            self.assertIn(s, log)
+
+    def test_cache_hit_without_worker(self):
+        w = self.worker()
+        d, _ = self.client.make_action()
+        self.client.execute(d)
+        w.stop()
+        self.workers.remove(w)
+        ops = self.client.execute(d)
+        self.assertEqual(len(ops), 1)
+        self.assertEqual(h.stage_of(ops[0]), STAGE.COMPLETED)
+        r = h.response_of(ops[0])
+        self.assertTrue(r.cached_result)
+        self.assertEqual(r.result.exit_code, 0)
+        self.assertEqual(len(w.assignments), 1)
+        ar = self.client.unary(h.AC + "GetActionResult",
+                               re_pb2.GetActionResultRequest(action_digest=d),
+                               re_pb2.ActionResult)
+        self.assertEqual(ar.exit_code, 0)
+        self.assertIn("cache hit", self.sched.output())
+        # The hit's operation name resolves too.
+        got = list(self.client.wait_call(ops[0].name))
+        self.assertEqual(len(got), 1)
+
+    def test_skip_cache_lookup_executes_again(self):
+        w = self.worker()
+        d, _ = self.client.make_action()
+        self.client.execute(d)
+        ops = self.client.execute(d, skip_cache_lookup=True)
+        self.assertFalse(h.response_of(ops[-1]).cached_result)
+        self.assertEqual(len(w.assignments), 2)
+
+    def test_do_not_cache(self):
+        w = self.worker(slots=2, mode="manual")
+        d, _ = self.client.make_action(do_not_cache=True)
+        calls = [self.client.execute_call(d) for _ in range(2)]
+        a1 = w.next_assignment()
+        a2 = w.next_assignment()  # not merged: two runs
+        w.complete(a1)
+        w.complete(a2)
+        for c in calls:
+            ops = [h.operations_pb2.Operation.FromString(m) for m in c]
+            self.assertEqual(h.response_of(ops[-1]).status.code, 0)
+        self.expect_rpc_error(lambda: self.client.unary(
+            h.AC + "GetActionResult",
+            re_pb2.GetActionResultRequest(action_digest=d),
+            re_pb2.ActionResult), grpc.StatusCode.NOT_FOUND)
+        c3 = self.client.execute_call(d)
+        w.complete(w.next_assignment())  # third run: nothing was cached
+        self.assertTrue(h.operations_pb2.Operation.FromString(
+            list(c3)[-1]).done)
+
+    def test_failing_action_not_cached(self):
+        w = self.worker(exit_code=1)
+        d, _ = self.client.make_action()
+        r = h.response_of(self.client.execute(d)[-1])
+        self.assertEqual(r.status.code, 0)
+        self.assertEqual(r.result.exit_code, 1)
+        self.expect_rpc_error(lambda: self.client.unary(
+            h.AC + "GetActionResult",
+            re_pb2.GetActionResultRequest(action_digest=d),
+            re_pb2.ActionResult), grpc.StatusCode.NOT_FOUND)
+        r2 = h.response_of(self.client.execute(d)[-1])
+        self.assertFalse(r2.cached_result)
+        self.assertEqual(len(w.assignments), 2)
+
+    def test_twenty_identical_submissions_run_once(self):
+        w = self.worker(mode="manual", slots=4)
+        d, _ = self.client.make_action()
+        first_seen = threading.Barrier(21)
+        results = []
+
+        def run():
+            c = self.client.execute_call(d)
+            ops = []
+            for m in c:
+                ops.append(h.operations_pb2.Operation.FromString(m))
+                if len(ops) == 1:
+                    first_seen.wait(10)
+            results.append(ops)
+
+        ts = [threading.Thread(target=run) for _ in range(20)]
+        for t in ts:
+            t.start()
+        first_seen.wait(10)
+        a = w.next_assignment()
+        time.sleep(0.2)
+        w.complete(a)
+        for t in ts:
+            t.join(10)
+        self.assertEqual(len(results), 20)
+        self.assertEqual(len(w.assignments), 1)
+        names = {ops[-1].name for ops in results}
+        self.assertEqual(len(names), 1)
+        for ops in results:
+            r = h.response_of(ops[-1])
+            self.assertEqual(r.result.exit_code, 0)
+        self.assertEqual(self.sched.metric(
+            'distbuild_scheduler_actions_total{outcome="merged"}'), 19)
+
+    def test_wait_execution_reattach_and_not_found(self):
+        w = self.worker(mode="manual")
+        d, _ = self.client.make_action()
+        call = self.client.execute_call(d)
+        first = h.operations_pb2.Operation.FromString(next(call))
+        a = w.next_assignment()
+        call.cancel()  # broken stream: the action must go on
+        wc = self.client.wait_call(first.name)
+        cur = h.operations_pb2.Operation.FromString(next(wc))
+        self.assertEqual(cur.name, first.name)
+        self.assertEqual(h.stage_of(cur), STAGE.EXECUTING)
+        w.complete(a)
+        rest = [h.operations_pb2.Operation.FromString(m) for m in wc]
+        self.assertTrue(rest[-1].done)
+        self.assertEqual(h.response_of(rest[-1]).result.exit_code, 0)
+        # After completion: answered at once, still resolvable.
+        again = list(self.client.wait_call(first.name))
+        self.assertEqual(len(again), 1)
+        self.expect_rpc_error(
+            lambda: list(self.client.wait_call("operations/nope")),
+            grpc.StatusCode.NOT_FOUND)
+
+    def test_deadline_exceeded_passed_through(self):
+        w = self.worker(mode="manual")
+        d, _ = self.client.make_action(timeout_s=5)
+        call = self.client.execute_call(d)
+        a = w.next_assignment()
+        self.assertEqual(a.timeout_ms, 5000)
+        w.complete(a, exit_code=-1, status_code=4, message="timed out")
+        ops = [h.operations_pb2.Operation.FromString(m) for m in call]
+        r = h.response_of(ops[-1])
+        self.assertEqual(r.status.code, 4)
+        self.assertEqual(len(w.assignments), 1)
+
+
+class ValidationTest(SchedTestBase):
+    def test_missing_inputs_precondition_failure(self):
+        d, dg = self.client.make_action(skip_upload=("command", "lib.rs",
+                                                      "inner.rs"))
+        err = self.expect_rpc_error(lambda: self.client.execute(d),
+                                    grpc.StatusCode.FAILED_PRECONDITION)
+        st = h.status_details(err)
+        self.assertIsNotNone(st, "grpc-status-details-bin missing")
+        self.assertEqual(st.code, 9)
+        pf = h.error_details_pb2.PreconditionFailure()
+        self.assertEqual(st.details[0].type_url,
+                         "type.googleapis.com/google.rpc.PreconditionFailure")
+        self.assertTrue(st.details[0].Unpack(pf))
+        subjects = {v.subject for v in pf.violations}
+        self.assertTrue(all(v.type == "MISSING" for v in pf.violations))
+        want = {"blobs/%s/%d" % (dg[n].hash, dg[n].size_bytes)
+                for n in ("command", "lib.rs", "inner.rs")}
+        self.assertEqual(subjects, want)
+
+    def test_missing_action_blob(self):
+        d, _ = self.client.make_action(skip_upload=("action",))
+        err = self.expect_rpc_error(lambda: self.client.execute(d),
+                                    grpc.StatusCode.FAILED_PRECONDITION)
+        pf = h.error_details_pb2.PreconditionFailure()
+        h.status_details(err).details[0].Unpack(pf)
+        self.assertEqual([v.subject for v in pf.violations],
+                         ["blobs/%s/%d" % (d.hash, d.size_bytes)])
+
+    def test_missing_subdirectory(self):
+        d, dg = self.client.make_action(skip_upload=("src",))
+        err = self.expect_rpc_error(lambda: self.client.execute(d),
+                                    grpc.StatusCode.FAILED_PRECONDITION)
+        pf = h.error_details_pb2.PreconditionFailure()
+        h.status_details(err).details[0].Unpack(pf)
+        self.assertEqual([v.subject for v in pf.violations],
+                         ["blobs/%s/%d" % (dg["src"].hash,
+                                           dg["src"].size_bytes)])
+
+    def test_empty_argv(self):
+        d, _ = self.client.make_action(argv=())
+        err = self.expect_rpc_error(lambda: self.client.execute(d),
+                                    grpc.StatusCode.INVALID_ARGUMENT)
+        self.assertIn("argv", err.details())
+
+    def test_output_path_escapes(self):
+        for bad in ("../x", "a/../../x", "/etc/passwd"):
+            d, _ = self.client.make_action(outputs=(bad,))
+            err = self.expect_rpc_error(lambda: self.client.execute(d),
+                                        grpc.StatusCode.INVALID_ARGUMENT)
+            self.assertIn(bad, err.details())
+
+    def test_timeout_above_max(self):
+        d, _ = self.client.make_action(timeout_s=2 * 3600)
+        err = self.expect_rpc_error(lambda: self.client.execute(d),
+                                    grpc.StatusCode.INVALID_ARGUMENT)
+        self.assertIn("timeout", err.details())
+
+
+class WorkerTest(SchedTestBase):
+    def test_platform_mismatch_bounded_wait(self):
+        self.worker(plat=h.platform(OSFamily="linux"))
+        d, _ = self.client.make_action(
+            action_plat=h.platform(OSFamily="windows"))
+        t0 = time.time()
+        r = h.response_of(self.client.execute(d)[-1])
+        took = time.time() - t0
+        self.assertEqual(r.status.code, 9)  # FAILED_PRECONDITION
+        self.assertIn("OSFamily=windows", r.status.message)
+        self.assertGreaterEqual(took, 0.9)
+        self.assertLess(took, 5)
+
+    def test_command_platform_fallback_matches(self):
+        w = self.worker(plat=h.platform(OSFamily="linux", arch="x86_64"))
+        d, _ = self.client.make_action(plat=h.platform(arch="x86_64"))
+        r = h.response_of(self.client.execute(d)[-1])
+        self.assertEqual(r.status.code, 0)
+        self.assertEqual(len(w.assignments), 1)
+
+    def test_no_worker_unavailable(self):
+        d, _ = self.client.make_action()
+        r = h.response_of(self.client.execute(d)[-1])
+        self.assertEqual(r.status.code, 14)
+        self.assertIn("no worker", r.status.message)
+
+    def test_worker_drop_requeues_to_other_worker(self):
+        w1 = self.worker("w1", mode="manual")
+        d, _ = self.client.make_action()
+        call = self.client.execute_call(d)
+        w1.next_assignment()
+        w2 = self.worker("w2")
+        w1.drop()
+        ops = [h.operations_pb2.Operation.FromString(m) for m in call]
+        r = h.response_of(ops[-1])
+        self.assertEqual(r.status.code, 0)
+        self.assertEqual(r.result.execution_metadata.worker, "w2")
+        self.assertEqual(w2.assignments[0].attempt, 2)
+        self.assertNotEqual(w2.assignments[0].lease_id,
+                            w1.assignments[0].lease_id)
+        stages = [h.stage_of(o) for o in ops]
+        self.assertEqual(stages.count(STAGE.EXECUTING), 2)
+        log = self.sched.output()
+        self.assertIn("job requeued", log)
+        self.assertIn("worker left: w1", log)
+        self.assertEqual(self.sched.metric(
+            'distbuild_scheduler_actions_total{outcome="requeued"}'), 1)
+
+    def test_three_lost_attempts_fail_unavailable(self):
+        d, _ = self.client.make_action()
+        call = self.client.execute_call(d)
+        w = self.worker("flaky", mode="manual")
+        w.next_assignment()
+        w.drop()  # attempt 1: stream closed
+        w = self.worker("flaky", mode="manual")  # rejoin, new session
+        w.next_assignment()
+        w.drop()
+        w = self.worker("flaky", mode="manual", heartbeat=False)
+        w.next_assignment()  # attempt 3: heartbeats stop, stream open
+        ops = [h.operations_pb2.Operation.FromString(m) for m in call]
+        r = h.response_of(ops[-1])
+        self.assertEqual(r.status.code, 14)
+        self.assertIn("3 attempts", r.status.message)
+        self.assertIn("heartbeat", r.status.message)
+        # A Complete for the dead lease is ignored.
+        w2 = self.worker("late", mode="manual")
+        stale = worker_pb2.CompleteRequest(
+            worker_id="late", session_id=w2.session,
+            lease_id=w.assignments[0].lease_id)
+        w2.ch.unary_unary(h.WS + "Complete")(stale.SerializeToString())
+
+    def test_rejoin_same_id_requeues_old_session(self):
+        w1 = self.worker("same", mode="manual")
+        d, _ = self.client.make_action()
+        call = self.client.execute_call(d)
+        w1.next_assignment()
+        w1b = self.worker("same")  # new session while old one is open
+        ops = [h.operations_pb2.Operation.FromString(m) for m in call]
+        self.assertEqual(h.response_of(ops[-1]).status.code, 0)
+        self.assertEqual(w1b.assignments[0].attempt, 2)
+
+    def test_worker_infra_error_retried(self):
+        w = self.worker(mode="manual")
+        d, _ = self.client.make_action()
+        call = self.client.execute_call(d)
+        a = w.next_assignment()
+        w.complete(a, status_code=14, message="fetch failed")
+        b = w.next_assignment()
+        self.assertEqual(b.attempt, 2)
+        w.complete(b)
+        ops = [h.operations_pb2.Operation.FromString(m) for m in call]
+        self.assertEqual(h.response_of(ops[-1]).status.code, 0)
+
+    def test_heartbeat_cancels_unknown_leases(self):
+        w = self.worker(mode="manual", heartbeat=False)
+        resp = worker_pb2.HeartbeatResponse.FromString(
+            w.ch.unary_unary(h.WS + "Heartbeat")(worker_pb2.HeartbeatRequest(
+                worker_id="w1", session_id=w.session,
+                lease_ids=["lease-bogus"]).SerializeToString()))
+        self.assertEqual(list(resp.cancelled_lease_ids), ["lease-bogus"])
+        self.expect_rpc_error(
+            lambda: w.ch.unary_unary(h.WS + "Heartbeat")(
+                worker_pb2.HeartbeatRequest(
+                    worker_id="x", session_id="nope").SerializeToString()),
+            grpc.StatusCode.NOT_FOUND)
+        self.assertEqual(w.hb_interval, 200)
+
+
+class FairnessTest(SchedTestBase):
+    def test_small_build_not_starved(self):
+        w = self.worker(mode="manual", slots=1)
+        a_digests = [self.client.make_action()[0] for _ in range(30)]
+        b_digest, _ = self.client.make_action()
+        calls = [self.client.execute_call(d, invocation="build-A")
+                 for d in a_digests]
+        self.wait_for(lambda: self.sched.metric(
+            "distbuild_scheduler_queue_depth") == 29, what="A queued")
+        calls.append(self.client.execute_call(b_digest, invocation="build-B"))
+        self.wait_for(lambda: self.sched.metric(
+            "distbuild_scheduler_queue_depth") == 30, what="B queued")
+        order = []
+        pool = concurrent.futures.ThreadPoolExecutor(32)
+        futs = [pool.submit(lambda c=c: list(c)) for c in calls]
+        for _ in range(31):
+            a = w.next_assignment()
+            order.append(a.action_digest.hash)
+            w.complete(a)
+        for f in futs:
+            f.result(20)
+        pool.shutdown()
+        pos = order.index(b_digest.hash)
+        self.assertLess(pos, 3, "B dispatched at position %d" % pos)
+
+
+class HttpTest(SchedTestBase):
+    def test_healthz_and_metrics(self):
+        st, body = self.sched.http("/healthz")
+        self.assertEqual((st, body.strip()), (200, "ok"))
+        self.worker(slots=3)
+        d, _ = self.client.make_action()
+        self.client.execute(d)
+        self.client.execute(d)
+        _, m = self.sched.http("/metrics")
+        for line in (
+                'distbuild_scheduler_actions_total{outcome="cache_hit"} 1',
+                'distbuild_scheduler_actions_total{outcome="executed"} 1',
+                'distbuild_scheduler_actions_total{outcome="failed"} 0',
+                'distbuild_scheduler_actions_total{outcome="requeued"} 0',
+                "distbuild_scheduler_queue_depth 0",
+                "distbuild_scheduler_workers 1",
+                "distbuild_scheduler_worker_slots 3",
+                "distbuild_scheduler_busy_slots 0",
+                "distbuild_scheduler_action_cache_hit_ratio 0.5"):
+            self.assertIn(line, m)
+        self.assertIn("# TYPE distbuild_scheduler_actions_total counter", m)
+
+
+if __name__ == "__main__":
+    BINARY = sys.argv.pop(1)
+    unittest.main(verbosity=2)
