@@ -1,5 +1,6 @@
 /* cargo-distbuild: dispatches "<component> <verb>" to the component CLIs. */
 #include "cas_cli.h"
+#include "sbx_cli.h"
 #include "sched_cli.h"
 
 #include <stdio.h>
@@ -26,6 +27,8 @@ int main(int argc, char **argv) {
     return cas_cli_main(argc - 1, argv + 1);
   if (!strcmp(argv[1], "scheduler"))
     return sched_cli_main(argc - 1, argv + 1);
+  if (!strcmp(argv[1], "sandbox"))
+    return sbx_cli_main(argc - 1, argv + 1);
   fprintf(stderr, "cargo-distbuild: unknown command '%s'\n", argv[1]);
   usage(stderr);
   return 2;

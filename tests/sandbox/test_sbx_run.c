@@ -1,0 +1,207 @@
+/* Library-level integration tests of sbx_run(): results, errors, limits,
+ * and concurrent use from several threads (the worker's slots). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include "db_err.h"
+#include "sandbox.h"
+
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static const char *const g_env[] = {"PATH=/usr/bin:/bin", NULL};
+
+static sbx_request *mkreq(const char *const *argv) {
+  sbx_request *r = NULL;
+  assert_int_equal(sbx_request_new(&r), 0);
+  assert_int_equal(sbx_request_set_argv(r, argv), 0);
+  assert_int_equal(sbx_request_set_env(r, g_env), 0);
+  assert_int_equal(sbx_request_add_default_layout(r), 0);
+  return r;
+}
+
+static void test_exit_code(void **state) {
+  const char *argv[] = {"sh", "-c", "exit 3", NULL};
+  sbx_request *r = mkreq(argv);
+  sbx_result res;
+  (void)state;
+  assert_int_equal(sbx_run(r, &res), 0);
+  assert_true(res.exited);
+  assert_int_equal(res.exit_code, 3);
+  assert_false(res.timed_out);
+  assert_true(res.wall_us > 0);
+  sbx_request_free(r);
+}
+
+static void test_pipe_capture(void **state) {
+  const char *argv[] = {"sh", "-c", "echo out; echo err >&2; pwd", NULL};
+  sbx_request *r = mkreq(argv);
+  sbx_result res;
+  char buf[256];
+  int p[2];
+  ssize_t n;
+  (void)state;
+  assert_int_equal(pipe(p), 0);
+  sbx_request_set_stdio_fd(r, 1, p[1]);
+  sbx_request_set_stdio_fd(r, 2, p[1]);
+  assert_int_equal(sbx_request_add_mount(r, SBX_MOUNT_TMPFS, NULL, "/w/x"), 0);
+  assert_int_equal(sbx_request_set_cwd(r, "/w/x"), 0);
+  assert_int_equal(sbx_run(r, &res), 0);
+  close(p[1]);
+  n = read(p[0], buf, sizeof(buf) - 1);
+  assert_true(n > 0);
+  buf[n] = '\0';
+  assert_string_equal(buf, "out\nerr\n/w/x\n");
+  close(p[0]);
+  sbx_request_free(r);
+}
+
+static void test_timeout(void **state) {
+  const char *argv[] = {"sh", "-c", "sleep 30 & sleep 30", NULL};
+  sbx_request *r = mkreq(argv);
+  sbx_limits lim;
+  sbx_result res;
+  (void)state;
+  memset(&lim, 0, sizeof(lim));
+  lim.timeout_ms = 200;
+  sbx_request_set_limits(r, &lim);
+  assert_int_equal(sbx_run(r, &res), 0);
+  assert_true(res.timed_out);
+  assert_false(res.exited);
+  assert_int_equal(res.term_signal, SIGKILL);
+  assert_true(res.wall_us >= 200000 && res.wall_us < 2000000);
+  sbx_request_free(r);
+}
+
+static void test_file_size_limit(void **state) {
+  const char *argv[] = {"head", "-c", "100000", "/dev/zero", NULL};
+  sbx_request *r = mkreq(argv);
+  sbx_limits lim;
+  sbx_result res;
+  char path[] = "/tmp/sbx-fsize-XXXXXX";
+  int fd = mkstemp(path);
+  (void)state;
+  assert_true(fd >= 0);
+  memset(&lim, 0, sizeof(lim));
+  lim.max_file_bytes = 4096;
+  sbx_request_set_limits(r, &lim);
+  sbx_request_set_stdio_fd(r, 1, fd);
+  assert_int_equal(sbx_run(r, &res), 0);
+  assert_int_equal(res.term_signal, SIGXFSZ);
+  assert_true(lseek(fd, 0, SEEK_END) <= 4096);
+  close(fd);
+  unlink(path);
+  sbx_request_free(r);
+}
+
+static void test_errors(void **state) {
+  const char *missing[] = {"/no/such/program", NULL};
+  const char *ok[] = {"/bin/true", NULL};
+  sbx_request *r = mkreq(missing);
+  sbx_result res;
+  (void)state;
+  assert_int_equal(sbx_run(r, &res), DB_ENOTFOUND);
+  assert_non_null(strstr(res.error, "/no/such/program"));
+  sbx_request_free(r);
+  r = mkreq(ok);
+  assert_int_equal(
+      sbx_request_add_mount(r, SBX_MOUNT_RO_BIND, "/no/such/dir", "/x"), 0);
+  assert_int_equal(sbx_run(r, &res), DB_ENOTFOUND);
+  assert_non_null(strstr(res.error, "/no/such/dir"));
+  sbx_request_free(r);
+  r = mkreq(ok);
+  assert_int_equal(sbx_request_set_cwd(r, "/usr/no-such-dir"), 0);
+  assert_int_equal(sbx_run(r, &res), DB_ENOTFOUND);
+  sbx_request_free(r);
+}
+
+static void test_mode_none(void **state) {
+  const char *argv[] = {"sh", "-c", "test -d /root && exit 7", NULL};
+  sbx_request *r = mkreq(argv);
+  sbx_result res;
+  (void)state;
+  sbx_request_set_mode(r, SBX_MODE_NONE);
+  assert_int_equal(sbx_run(r, &res), 0);
+  assert_int_equal(res.exit_code, 7); /* the host's /root: no isolation */
+  sbx_request_free(r);
+}
+
+#define THREADS 8
+#define RUNS 6
+
+struct job {
+  int id;
+  int failures;
+};
+
+static void *worker(void *arg) {
+  struct job *j = arg;
+  char script[64];
+  int i;
+  snprintf(script, sizeof(script), "echo %d; exit %d", j->id, j->id + 10);
+  for (i = 0; i < RUNS; i++) {
+    const char *argv[] = {"sh", "-c", script, NULL};
+    sbx_request *r = NULL;
+    sbx_result res;
+    char buf[32];
+    int p[2];
+    ssize_t n;
+    if (sbx_request_new(&r) || sbx_request_set_argv(r, argv) ||
+        sbx_request_set_env(r, g_env) || sbx_request_add_default_layout(r) ||
+        pipe(p)) {
+      j->failures++;
+      sbx_request_free(r);
+      continue;
+    }
+    sbx_request_set_stdio_fd(r, 1, p[1]);
+    if (sbx_run(r, &res) != 0 || !res.exited || res.exit_code != j->id + 10)
+      j->failures++;
+    close(p[1]);
+    n = read(p[0], buf, sizeof(buf) - 1);
+    buf[n > 0 ? n : 0] = '\0';
+    if (atoi(buf) != j->id)
+      j->failures++;
+    close(p[0]);
+    sbx_request_free(r);
+  }
+  return NULL;
+}
+
+static void test_threads(void **state) {
+  pthread_t t[THREADS];
+  struct job jobs[THREADS];
+  int i;
+  (void)state;
+  for (i = 0; i < THREADS; i++) {
+    jobs[i].id = i;
+    jobs[i].failures = 0;
+    assert_int_equal(pthread_create(&t[i], NULL, worker, &jobs[i]), 0);
+  }
+  for (i = 0; i < THREADS; i++) {
+    pthread_join(t[i], NULL);
+    assert_int_equal(jobs[i].failures, 0);
+  }
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_exit_code), cmocka_unit_test(test_pipe_capture),
+      cmocka_unit_test(test_timeout),   cmocka_unit_test(test_file_size_limit),
+      cmocka_unit_test(test_errors),    cmocka_unit_test(test_mode_none),
+      cmocka_unit_test(test_threads),
+  };
+  char err[1024];
+  if (sbx_check_mode(SBX_MODE_NAMESPACES, err, sizeof(err)) != 0) {
+    printf("SKIP: %s\n", err);
+    return 77;
+  }
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
