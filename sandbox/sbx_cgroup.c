@@ -357,7 +357,12 @@ int sbx_cgroup_new(const sbx_limits *lim, sbx_cgroup **out, char *err,
     if (cg->mode == SBX_CGROUP_V1 &&
         ((i == CG_PIDS && !lim->pids) || (i == CG_CPU && !lim->cpu_millis)))
       continue;
-    snprintf(cg->dir[cg->n], PATH_MAX, "%s/%s", g_cg.base[i], name);
+    if (snprintf(cg->dir[cg->n], PATH_MAX, "%s/%s", g_cg.base[i], name) >=
+        PATH_MAX) {
+      sbx_util_msg(err, errlen, "cgroup: path too long under %s", g_cg.base[i]);
+      rc = DB_EINVAL;
+      goto fail;
+    }
     if (mkdir(cg->dir[cg->n], 0755) < 0) {
       sbx_util_msg(err, errlen, "cgroup: mkdir %s: %s", cg->dir[cg->n],
                    strerror(errno));
