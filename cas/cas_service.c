@@ -124,58 +124,55 @@ out:
 
 /* ---- BatchUpdateBlobs ---- */
 
-/* Store one batch item; returns the gRPC code and fills why. */
-static int bub_store_one(cas_service *svc, const BubReqItem *it, char *why,
-                         size_t whylen) {
-  reapi_digest d;
-  uint8_t *raw = NULL;
-  const uint8_t *data = it->data.data;
-  size_t len = it->data.len;
-  int rc, code = RPC_OK;
+/* Decoded items of one BatchUpdateBlobs request held at once: the zstd
+ * ones are decompressed up front so that the store can take them as one
+ * batch (one sync). Past this many uncompressed bytes the batch is stored
+ * in several parts, so a request of highly compressible blobs cannot make
+ * the server hold gigabytes. */
+#define BUB_PART_BYTES ((size_t)64 << 20)
 
-  if (reapi_pb_digest_get(it->digest, &d)) {
+/* Check one batch item and decompress it if it is zstd. Returns RPC_OK with
+ * d, data and len set (*raw: a buffer to free afterwards, or NULL), or the
+ * gRPC code with why filled. */
+static int bub_store_one(const BubReqItem *it, reapi_digest *d,
+                         const void **data, size_t *len, uint8_t **raw,
+                         char *why, size_t whylen) {
+  size_t n;
+
+  *raw = NULL;
+  *data = it->data.data;
+  *len = it->data.len;
+  if (reapi_pb_digest_get(it->digest, d)) {
     snprintf(why, whylen, "invalid digest");
     return RPC_INVALID_ARGUMENT;
   }
-  if (it->compressor == PB_COMPRESSOR_ZSTD) {
-    size_t n;
-    if (d.size > BATCH_BLOB_MAX) {
-      snprintf(why, whylen, "blob too large for a batch; use ByteStream");
-      return RPC_INVALID_ARGUMENT;
-    }
-    raw = malloc(d.size ? (size_t)d.size : 1);
-    if (!raw) {
-      snprintf(why, whylen, "out of memory");
-      return RPC_RESOURCE_EXHAUSTED;
-    }
-    n = ZSTD_decompress(raw, (size_t)d.size, it->data.data, it->data.len);
-    if (ZSTD_isError(n) || n != (size_t)d.size) {
-      snprintf(why, whylen, "zstd data does not decompress to %lld bytes%s%s",
-               (long long)d.size, ZSTD_isError(n) ? ": " : "",
-               ZSTD_isError(n) ? ZSTD_getErrorName(n) : "");
-      code = RPC_INVALID_ARGUMENT;
-      goto out;
-    }
-    data = raw;
-    len = n;
-  } else if (it->compressor != PB_COMPRESSOR_IDENTITY) {
+  if (it->compressor == PB_COMPRESSOR_IDENTITY)
+    return RPC_OK;
+  if (it->compressor != PB_COMPRESSOR_ZSTD) {
     snprintf(why, whylen, "unsupported compressor %d", (int)it->compressor);
     return RPC_INVALID_ARGUMENT;
   }
-  rc = cas_store_put(svc->store, &d, data, len);
-  if (rc == DB_EDIGEST) {
-    reapi_digest got;
-    reapi_digest_of(data, len, &got);
-    snprintf(why, whylen, "digest mismatch: data hashes to %s/%lld", got.hash,
-             (long long)got.size);
-    code = RPC_INVALID_ARGUMENT;
-  } else if (rc) {
-    snprintf(why, whylen, "store: %s", db_strerror(rc));
-    code = rpc_code_from_err(rc);
+  if (d->size > BATCH_BLOB_MAX) {
+    snprintf(why, whylen, "blob too large for a batch; use ByteStream");
+    return RPC_INVALID_ARGUMENT;
   }
-out:
-  free(raw);
-  return code;
+  *raw = malloc(d->size ? (size_t)d->size : 1);
+  if (!*raw) {
+    snprintf(why, whylen, "out of memory");
+    return RPC_RESOURCE_EXHAUSTED;
+  }
+  n = ZSTD_decompress(*raw, (size_t)d->size, it->data.data, it->data.len);
+  if (ZSTD_isError(n) || n != (size_t)d->size) {
+    snprintf(why, whylen, "zstd data does not decompress to %lld bytes%s%s",
+             (long long)d->size, ZSTD_isError(n) ? ": " : "",
+             ZSTD_isError(n) ? ZSTD_getErrorName(n) : "");
+    free(*raw);
+    *raw = NULL;
+    return RPC_INVALID_ARGUMENT;
+  }
+  *data = *raw;
+  *len = n;
+  return RPC_OK;
 }
 
 static void bub_on_message(rpc_call *call, const uint8_t *msg, size_t len) {
@@ -184,7 +181,15 @@ static void bub_on_message(rpc_call *call, const uint8_t *msg, size_t len) {
   BubResp resp =
       BUILD__BAZEL__REMOTE__EXECUTION__V2__BATCH_UPDATE_BLOBS_RESPONSE__INIT;
   BubRespItem *items = NULL;
-  size_t i, total = 0;
+  /* One part of the batch on its way to the store; idx maps back to the
+   * request item. raws: decompressed buffers to free after the part. */
+  reapi_digest *pd = NULL;
+  const void **pdata = NULL;
+  size_t *plen = NULL, *pidx = NULL, np = 0, pbytes = 0;
+  uint8_t **praw = NULL;
+  int *prc = NULL, *codes = NULL;
+  char **whys = NULL;
+  size_t i, j, total = 0, n;
 
   req = build__bazel__remote__execution__v2__batch_update_blobs_request__unpack(
       NULL, len, msg);
@@ -207,26 +212,92 @@ static void bub_on_message(rpc_call *call, const uint8_t *msg, size_t len) {
     rpc_call_finish(call, RPC_INVALID_ARGUMENT, m);
     goto out;
   }
-  items = calloc(req->n_requests + 1, sizeof(*items));
-  resp.responses = calloc(req->n_requests + 1, sizeof(*resp.responses));
-  if (!items || !resp.responses) {
+  n = req->n_requests + 1;
+  items = calloc(n, sizeof(*items));
+  resp.responses = calloc(n, sizeof(*resp.responses));
+  codes = calloc(n, sizeof(*codes));
+  whys = calloc(n, sizeof(*whys));
+  pd = calloc(n, sizeof(*pd));
+  pdata = calloc(n, sizeof(*pdata));
+  plen = calloc(n, sizeof(*plen));
+  pidx = calloc(n, sizeof(*pidx));
+  praw = calloc(n, sizeof(*praw));
+  prc = calloc(n, sizeof(*prc));
+  if (!items || !resp.responses || !codes || !whys || !pd || !pdata || !plen ||
+      !pidx || !praw || !prc) {
     cas_svc_fail(call, DB_ENOMEM, "BatchUpdateBlobs");
     goto out;
   }
-  for (i = 0; i < req->n_requests; i++) {
+  for (i = 0; i <= req->n_requests; i++) {
     char why[256] = "";
-    int code = bub_store_one(svc, req->requests[i], why, sizeof(why));
+    int code = RPC_OK, rc;
+
+    if (i < req->n_requests) {
+      code = bub_store_one(req->requests[i], &pd[np], &pdata[np], &plen[np],
+                           &praw[np], why, sizeof(why));
+      if (code != RPC_OK) {
+        codes[i] = code;
+        whys[i] = strdup(why);
+        continue;
+      }
+    }
+    /* Store the part when it is complete: at the end, or when this item
+     * would take it over the memory bound (then this item starts the next
+     * part). */
+    if (np > 0 &&
+        (i == req->n_requests || pbytes + plen[np] > BUB_PART_BYTES)) {
+      reapi_digest keep_d = pd[np];
+      const void *keep_data = pdata[np];
+      size_t keep_len = plen[np];
+      uint8_t *keep_raw = praw[np];
+
+      /* A failure of the whole call sets every prc[] as well. */
+      (void)cas_store_put_batch(svc->store, np, pd, pdata, plen, prc);
+      for (j = 0; j < np; j++) {
+        size_t k = pidx[j];
+        rc = prc[j];
+        if (rc == DB_EDIGEST) {
+          reapi_digest got;
+          reapi_digest_of(pdata[j], plen[j], &got);
+          snprintf(why, sizeof(why), "digest mismatch: data hashes to %s/%lld",
+                   got.hash, (long long)got.size);
+          codes[k] = RPC_INVALID_ARGUMENT;
+        } else if (rc) {
+          snprintf(why, sizeof(why), "store: %s", db_strerror(rc));
+          codes[k] = rpc_code_from_err(rc);
+        }
+        if (rc)
+          whys[k] = strdup(why);
+        free(praw[j]);
+        praw[j] = NULL;
+      }
+      pd[0] = keep_d;
+      pdata[0] = keep_data;
+      plen[0] = keep_len;
+      praw[0] = keep_raw;
+      np = 0;
+      pbytes = 0;
+    }
+    if (i < req->n_requests) {
+      pidx[np] = i;
+      pbytes += plen[np];
+      np++;
+    }
+  }
+  for (i = 0; i < req->n_requests; i++) {
+    int code = codes[i];
     build__bazel__remote__execution__v2__batch_update_blobs_response__response__init(
         &items[i]);
     items[i].digest = req->requests[i]->digest;
-    items[i].status = status_new(code, code ? why : NULL);
+    /* A failed strdup loses only the message, never the code. */
+    items[i].status = status_new(code, code ? whys[i] : NULL);
     if (code)
       DB_WARN("cas", "BatchUpdateBlobs: %s/%lld: %s",
               req->requests[i]->digest ? req->requests[i]->digest->hash : "?",
               req->requests[i]->digest
                   ? (long long)req->requests[i]->digest->size_bytes
                   : -1LL,
-              why);
+              whys[i] ? whys[i] : "?");
     resp.responses[i] = &items[i];
     resp.n_responses++;
   }
@@ -234,8 +305,20 @@ static void bub_on_message(rpc_call *call, const uint8_t *msg, size_t len) {
 out:
   for (i = 0; items && i < resp.n_responses; i++)
     status_free(items[i].status);
+  for (i = 0; whys && i < req->n_requests; i++)
+    free(whys[i]);
+  for (i = 0; praw && i < np; i++)
+    free(praw[i]);
   free(items);
   free(resp.responses);
+  free(codes);
+  free(whys);
+  free(pd);
+  free(pdata);
+  free(plen);
+  free(pidx);
+  free(praw);
+  free(prc);
   build__bazel__remote__execution__v2__batch_update_blobs_request__free_unpacked(
       req, NULL);
 }

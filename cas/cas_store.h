@@ -7,8 +7,9 @@
  *   ac/XX/HASH-SIZE      serialized ActionResult, keyed by action digest
  *   tmp/                 temporary files; anything here at start-up is
  *                        a leftover of a crash and is deleted
- * A blob is written to tmp/, verified against its digest, fsync'd and
- * renamed into place, so a crash never leaves a visible partial blob.
+ * A blob is written to tmp/, verified against its digest, fsync'd (a
+ * batch: one syncfs for all its blobs) and renamed into place, so a crash
+ * never leaves a visible partial blob.
  *
  * The in-memory index (digest -> stored size, format, LRU position) is
  * rebuilt by scanning cas/ at open. When the stored bytes exceed the
@@ -59,6 +60,30 @@ int cas_store_has(cas_store *s, const reapi_digest *d);
  * Storing an existing blob is a cheap success. */
 int cas_store_put(cas_store *s, const reapi_digest *d, const void *data,
                   size_t len);
+
+/* Store many whole blobs at once (BatchUpdateBlobs): the same checks and
+ * format choice as cas_store_put() for each blob, but one durability point
+ * for the whole batch instead of one fdatasync per blob. Each blob is
+ * verified against digests[i] (DB_EDIGEST: nothing stored for it),
+ * compressed (one reused zstd context; blobs under 64 bytes or that do not
+ * compress stay raw) and written to a temp file; then all temp files are
+ * made durable together with one syncfs() of the store's filesystem (or one
+ * fdatasync per file when the batch is so small that this is faster), and
+ * only then each is renamed into place and indexed. A crash at any point
+ * leaves every visible blob complete; a failed sync stores nothing.
+ *
+ * results[i] receives 0 or the DB_E* code of blob i (DB_EINVAL for a bad
+ * digest, DB_EDIGEST, DB_ENOSPC, DB_EIO, ...). Blobs already present, the
+ * empty blob and repeats of a digest within the batch are cheap successes
+ * (a repeat gets the result of its first occurrence). Returns 0 when every
+ * results[i] is meaningful; a negative DB_E* (DB_EINVAL for NULL arrays
+ * with n > 0, DB_ENOMEM) only for a failure of the whole call, which then
+ * stores nothing and sets every results[i] to that code. datas[i] may be
+ * NULL when lens[i] is 0. Thread-safe like cas_store_put(); concurrent
+ * batches and single puts of the same blob produce one file. */
+int cas_store_put_batch(cas_store *s, size_t n, const reapi_digest *digests,
+                        const void *const *datas, const size_t *lens,
+                        int *results);
 
 /* Read a whole blob, uncompressed. *data is malloc'd (caller frees; NULL
  * for the empty blob). DB_ENOTFOUND if absent. */

@@ -39,6 +39,12 @@ enum { CAS_FMT_RAW = 0, CAS_FMT_ZSTD = 1 };
 /* I/O chunk for streaming paths. */
 #define CAS_IO_CHUNK (128 * 1024)
 #define CAS_POOL_MAX 16
+/* cas_store_put_batch: blobs up to this size are compressed in memory (one
+ * write each); larger ones stream through a CAS_IO_CHUNK buffer. */
+#define CAS_BATCH_INMEM_MAX ((size_t)1 << 20)
+/* cas_store_put_batch: up to this many new blobs are fdatasync'd one by
+ * one; more share one syncfs (measured: bench/cas_store). */
+#define CAS_BATCH_FSYNC_MAX 1
 /* "cas/ab/<64 hex>-<20 digits>.z" plus NUL, with room to spare. */
 #define CAS_PATH_MAX 112
 

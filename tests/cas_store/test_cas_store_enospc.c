@@ -15,7 +15,7 @@
 #include "db_log.h"
 #include "test_util.h"
 
-static char g_mnt[256];
+static char g_mnt[256], g_mnt2[256];
 
 static void test_disk_full(void **state) {
   cas_store_opts o = {g_mnt, 0, 0};
@@ -77,19 +77,98 @@ static void test_disk_full(void **state) {
   free(p);
 }
 
+/* A batch that does not fit: the blobs that fit are stored, the others
+ * fail with DB_ENOSPC and leave no temp file; the index matches the disk,
+ * also after a reopen. Runs on its own tmpfs (g_mnt2). */
+static void test_batch_disk_full(void **state) {
+  cas_store_opts o = {g_mnt2, 0, 0};
+  cas_store *s = NULL;
+  enum { SZ = 150 * 1024, N = 10 };
+  uint8_t *buf = malloc((size_t)N * SZ), small[3000];
+  reapi_digest d[N + 1];
+  const void *p[N + 1];
+  size_t l[N + 1];
+  int r[N + 1], ok = 0, ok2 = 0;
+  cas_store_stats st;
+  (void)state;
+
+  assert_int_equal(cas_store_open(&o, &s), 0);
+  for (int i = 0; i < N; i++) {
+    p[i] = buf + (size_t)i * SZ;
+    l[i] = SZ;
+    tu_fill_random(buf + (size_t)i * SZ, SZ, (uint64_t)i + 100);
+    reapi_digest_of(p[i], SZ, &d[i]);
+  }
+  /* 1.5 MB of random (raw) data into 1 MB. */
+  assert_int_equal(cas_store_put_batch(s, N, d, p, l, r), 0);
+  for (int i = 0; i < N; i++) {
+    assert_true(r[i] == 0 || r[i] == DB_ENOSPC);
+    ok += r[i] == 0;
+    assert_int_equal(cas_store_has(s, &d[i]), r[i] == 0);
+  }
+  assert_true(ok >= 1 && ok < N);
+  assert_int_equal(tu_count_files(g_mnt2, "tmp", NULL), 0);
+  assert_int_equal(tu_count_files(g_mnt2, "cas", NULL), ok);
+  cas_store_get_stats(s, &st);
+  assert_int_equal(st.blobs, (uint64_t)ok);
+  assert_int_equal(st.stored_bytes, (uint64_t)ok * SZ);
+
+  /* Again, with a small blob that still fits: the stored ones are cheap
+   * successes, the rest fail again, the small one is stored. */
+  tu_fill_random(small, sizeof(small), 7);
+  p[N] = small;
+  l[N] = sizeof(small);
+  reapi_digest_of(small, sizeof(small), &d[N]);
+  assert_int_equal(cas_store_put_batch(s, N + 1, d, p, l, r), 0);
+  for (int i = 0; i < N; i++) {
+    assert_true(r[i] == 0 || r[i] == DB_ENOSPC);
+    assert_int_equal(cas_store_has(s, &d[i]), r[i] == 0);
+    ok2 += r[i] == 0;
+  }
+  assert_int_equal(ok2, ok);
+  assert_int_equal(r[N], 0);
+  assert_int_equal(tu_count_files(g_mnt2, "tmp", NULL), 0);
+  assert_int_equal(tu_count_files(g_mnt2, "cas", NULL), ok + 1);
+
+  /* The index rebuilt from disk agrees, and the contents are intact. */
+  cas_store_close(s);
+  assert_int_equal(cas_store_open(&o, &s), 0);
+  cas_store_get_stats(s, &st);
+  assert_int_equal(st.blobs, (uint64_t)ok + 1);
+  for (int i = 0; i < N; i++) {
+    uint8_t *got = NULL;
+    size_t len = 0;
+    if (!cas_store_has(s, &d[i]))
+      continue;
+    assert_int_equal(cas_store_get(s, &d[i], &got, &len), 0);
+    assert_int_equal(len, SZ);
+    assert_memory_equal(got, p[i], SZ);
+    free(got);
+  }
+  cas_store_close(s);
+  free(buf);
+}
+
 int main(void) {
-  const struct CMUnitTest tests[] = {cmocka_unit_test(test_disk_full)};
+  const struct CMUnitTest tests[] = {cmocka_unit_test(test_disk_full),
+                                     cmocka_unit_test(test_batch_disk_full)};
   int rv;
 
   tu_tmpdir(g_mnt, sizeof(g_mnt));
-  if (mount("tmpfs", g_mnt, "tmpfs", 0, "size=1m") != 0) {
+  tu_tmpdir(g_mnt2, sizeof(g_mnt2));
+  if (mount("tmpfs", g_mnt, "tmpfs", 0, "size=1m") != 0 ||
+      mount("tmpfs", g_mnt2, "tmpfs", 0, "size=1m") != 0) {
     fprintf(stderr, "SKIP: cannot mount tmpfs: %s\n", strerror(errno));
+    umount2(g_mnt, MNT_DETACH);
     rmdir(g_mnt);
+    rmdir(g_mnt2);
     return 77;
   }
   db_log_set_level(DB_LOG_ERROR);
   rv = cmocka_run_group_tests(tests, NULL, NULL);
   umount2(g_mnt, MNT_DETACH);
+  umount2(g_mnt2, MNT_DETACH);
   rmdir(g_mnt);
+  rmdir(g_mnt2);
   return rv;
 }
