@@ -103,6 +103,8 @@ int cas_idx_load(cas_store *s);
 cas_entry *cas_idx_evict_locked(cas_store *s, const cas_entry *keep);
 
 /* ---- cas_store.c ---- */
+/* Lowercase hex of k's hash into hex (at least 65 bytes). */
+void cas_key_hex(const cas_key *k, char *hex);
 int cas_key_from_digest(const reapi_digest *d, cas_key *k);
 int cas_is_empty_digest(const reapi_digest *d);
 void cas_blob_path(const cas_key *k, int fmt, char *buf);
@@ -114,6 +116,10 @@ int cas_tmp_create(cas_store *s, char *name, int *fd);
 /* fdatasync tmp, rename it to the blob path unless the blob is already
  * indexed, index it and evict. The temp name is gone afterwards in every
  * case; fd is not closed. */
+/* cas_publish() for a temp file whose data is already durable (a batch
+ * synced with syncfs). Same results and locking as cas_publish(). */
+int cas_publish_synced(cas_store *s, const char *tmpname, const cas_key *k,
+                       int fmt, uint64_t stored);
 int cas_publish(cas_store *s, const char *tmpname, int fd, const cas_key *k,
                 int fmt, uint64_t stored);
 /* Drop a blob whose file was found corrupt, if entry gen still matches. */
