@@ -33,6 +33,11 @@ typedef Build__Bazel__Remote__Execution__V2__Tree PbTree;
 #define PB_DIGEST_UNKNOWN                                                      \
   BUILD__BAZEL__REMOTE__EXECUTION__V2__DIGEST_FUNCTION__VALUE__UNKNOWN
 
+/* Platform property naming the absolute path at which a worker mounts the
+ * input root (the client's exec root), so absolute paths in the command
+ * work and outputs match a local build. Not a matching constraint. */
+#define REAPI_PROP_EXEC_ROOT "exec-root-path"
+
 /* Validate a protobuf Digest (NULL is invalid) into out.
  * Returns 0 or DB_EINVAL. */
 int reapi_pb_digest_get(const PbDigest *pb, reapi_digest *out);

@@ -33,10 +33,14 @@ int sched_platform_copy(sched_platform *dst, const PbPlatform *src) {
   if (!dst->p)
     return DB_ENOMEM;
   for (i = 0; i < src->n_properties; i++) {
-    dst->p[i].name = sched_strdup(src->properties[i]->name);
-    dst->p[i].value = sched_strdup(src->properties[i]->value);
-    dst->n++;
-    if (!dst->p[i].name || !dst->p[i].value) {
+    /* exec-root-path says where the worker mounts the input root; any
+     * worker can honour it, so it is not matched against workers. */
+    if (!strcmp(src->properties[i]->name, REAPI_PROP_EXEC_ROOT))
+      continue;
+    sched_prop *pr = &dst->p[dst->n++];
+    pr->name = sched_strdup(src->properties[i]->name);
+    pr->value = sched_strdup(src->properties[i]->value);
+    if (!pr->name || !pr->value) {
       sched_platform_clear(dst);
       return DB_ENOMEM;
     }

@@ -2,6 +2,7 @@
 #include "cas_cli.h"
 #include "sbx_cli.h"
 #include "sched_cli.h"
+#include "worker_cli.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -11,7 +12,8 @@ static void usage(FILE *f) {
              "commands:\n"
              "  cas run      serve a standalone CAS + action cache\n"
              "  scheduler run  serve the REAPI endpoint with execution\n"
-             "  sandbox run  run one command in the sandbox (debug)\n");
+             "  sandbox run  run one command in the sandbox (debug)\n"
+             "  worker run   execute actions for a scheduler\n");
 }
 
 int main(int argc, char **argv) {
@@ -29,6 +31,8 @@ int main(int argc, char **argv) {
     return sched_cli_main(argc - 1, argv + 1);
   if (!strcmp(argv[1], "sandbox"))
     return sbx_cli_main(argc - 1, argv + 1);
+  if (!strcmp(argv[1], "worker"))
+    return worker_cli_main(argc - 1, argv + 1);
   fprintf(stderr, "cargo-distbuild: unknown command '%s'\n", argv[1]);
   usage(stderr);
   return 2;

@@ -1,0 +1,373 @@
+"""End-to-end: scheduler + two workers as real processes, driven by an
+independent REAPI client. Usage: test_e2e.py BINARY CASE."""
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from e2e_lib import (Cluster, Tree, check, grpc, pbd,  # noqa: E402
+                     error_details_pb2)
+
+BIN = sys.argv[1]
+SH = "/bin/sh"
+
+
+def ok(r, c, what=""):
+    check(r.status.code == 0, "%s: status %s" % (what, r.status), c)
+
+
+def case_basic(c):
+    """Inputs read, outputs (file, directory, symlink) returned."""
+    t = Tree({"src": {"a.txt": b"alpha\n", "tool.sh": ("x", b"#!/bin/sh\n"
+                                                      b"echo tool:$1\n")},
+              "big": {"b.bin": os.urandom(300000)}})
+    script = ("cat src/a.txt src/a.txt > out/copy.txt && "
+              "./src/tool.sh run > out/tool.txt && "
+              "mkdir -p gen/sub && cp big/b.bin gen/sub/b.bin && "
+              "printf x > gen/x && chmod +x gen/x && ln -s copy.txt out/ln && "
+              "echo to-stdout && echo to-stderr >&2 && pwd")
+    dg, _ = c.client.make_action([SH, "-c", script], t,
+                                 outputs=["out/copy.txt", "out/tool.txt",
+                                          "gen", "out/ln", "out/none"])
+    r = c.client.execute(dg)
+    ok(r, c, "basic")
+    res = r.result
+    check(res.exit_code == 0, res, c)
+    check(c.client.output_file(res, "out/copy.txt") == b"alpha\nalpha\n",
+          "copy", c)
+    check(c.client.output_file(res, "out/tool.txt") == b"tool:run\n", "tool",
+          c)
+    files, od = c.client.output_tree(res, "gen")
+    big = t.blobs[[h for h, b in t.blobs.items() if len(b) == 300000][0]]
+    check(files == {"sub/b.bin": big, "x": b"x"}, "tree %s" % files.keys(),
+          c)
+    check(od.root_directory_digest.size_bytes > 0, "root dir digest", c)
+    check([(s.path, s.target) for s in res.output_symlinks] ==
+          [("out/ln", "copy.txt")], "symlinks", c)
+    check(res.stdout_raw == b"to-stdout\n/work\n", res.stdout_raw, c)
+    check(c.client.read_blob(res.stdout_digest) == b"to-stdout\n/work\n",
+          "stdout digest", c)
+    check(c.client.read_blob(res.stderr_digest) == b"to-stderr\n", "stderr",
+          c)
+    md = res.execution_metadata
+    check(md.worker in ("worker-1", "worker-2"), md.worker, c)
+    for f in ("queued_timestamp", "worker_start_timestamp",
+              "input_fetch_start_timestamp",
+              "input_fetch_completed_timestamp", "execution_start_timestamp",
+              "execution_completed_timestamp",
+              "output_upload_start_timestamp",
+              "output_upload_completed_timestamp",
+              "worker_completed_timestamp"):
+        check(md.HasField(f), "metadata " + f, c)
+    check(len(md.auxiliary_metadata) == 1 and md.auxiliary_metadata[0]
+          .type_url.endswith("distbuild.worker.v1.ResourceUsage"),
+          "resource usage", c)
+    from distbuild.worker.v1 import worker_pb2
+    ru = worker_pb2.ResourceUsage()
+    md.auxiliary_metadata[0].Unpack(ru)
+    check(ru.peak_memory_bytes > 0, ru, c)
+    # exec-root-path and working directory
+    dg, _ = c.client.make_action([SH, "-c", "pwd > ../o.txt; ls"], Tree(
+        {"w": {"f": b""}}), outputs=["../o.txt"], wd="w",
+        platform={"exec-root-path": "/home/builder/ws"})
+    r = c.client.execute(dg)
+    check(r.status.code == 3, "../o.txt from w is refused: %s" % r.status, c)
+    dg, _ = c.client.make_action([SH, "-c", "pwd > o.txt; ls"], Tree(
+        {"w": {"f": b""}}), outputs=["o.txt"], wd="w",
+        platform={"OSFamily": "linux"},
+        cmd_platform={"exec-root-path": "/home/builder/ws"})
+    r = c.client.execute(dg)
+    ok(r, c, "exec root")
+    check(c.client.output_file(r.result, "o.txt") == b"/home/builder/ws/w\n",
+          "exec root path", c)
+    check(r.result.stdout_raw == b"f\no.txt\n", r.result.stdout_raw, c)
+
+
+def case_cache_hit(c):
+    t = Tree({"in.txt": b"cache me\n"})
+    dg, _ = c.client.make_action([SH, "-c", "cat in.txt > out.txt"], t,
+                                 outputs=["out.txt"], salt="fixed")
+    r1 = c.client.execute(dg)
+    ok(r1, c)
+    n = c.executions()
+    r2 = c.client.execute(dg)
+    ok(r2, c)
+    check(r2.cached_result, "second run is a cache hit", c)
+    check(c.executions() == n, "no worker involved", c)
+    check(c.client.output_file(r2.result, "out.txt") == b"cache me\n", "", c)
+    check(c.client.get_action_result(dg).exit_code == 0, "AC entry", c)
+    # A second action on the same inputs: served from the worker cache.
+    hits = sum(w.metric("distbuild_worker_cache_hits_total")
+               for w in c.workers)
+    for _ in range(4):
+        dg, _ = c.client.make_action([SH, "-c", "cat in.txt"], t)
+        ok(c.client.execute(dg), c)
+    check(sum(w.metric("distbuild_worker_cache_hits_total")
+              for w in c.workers) > hits, "worker cache hits", c)
+
+
+def case_dedup(c):
+    t = Tree({"in.txt": b"dedup\n"})
+    dg, _ = c.client.make_action(
+        [SH, "-c", "sleep 0.5; cat in.txt > out.txt"], t, outputs=["out.txt"])
+    n = c.executions()
+    results = [None] * 20
+
+    def run(i):
+        results[i] = c.client.execute(dg)
+    th = [threading.Thread(target=run, args=(i,)) for i in range(20)]
+    for x in th:
+        x.start()
+    for x in th:
+        x.join()
+    for r in results:
+        ok(r, c, "dedup")
+        check(c.client.output_file(r.result, "out.txt") == b"dedup\n", "", c)
+    check(c.executions() == n + 1, "20 submissions, %d executions" %
+          (c.executions() - n), c)
+
+
+def case_failing(c):
+    dg, _ = c.client.make_action([SH, "-c", "echo bad >&2; exit 3"],
+                                 salt="fail")
+    r = c.client.execute(dg)
+    ok(r, c)
+    check(r.result.exit_code == 3, r.result, c)
+    check(r.result.stderr_raw == b"bad\n", r.result.stderr_raw, c)
+    try:
+        c.client.get_action_result(dg)
+        check(False, "failed action was cached", c)
+    except grpc.RpcError as e:
+        check(e.code() == grpc.StatusCode.NOT_FOUND, e, c)
+    n = c.executions()
+    r = c.client.execute(dg)
+    check(not r.cached_result and c.executions() == n + 1, "re-run", c)
+
+
+def case_platform(c):
+    dg, _ = c.client.make_action(["/bin/true"], platform={"OSFamily":
+                                                          "windows"})
+    r = c.client.execute(dg, timeout=30)
+    check(r.status.code != 0, "platform mismatch: %s" % r.status, c)
+    # Only worker-2 has pool=special.
+    dg, _ = c.client.make_action(["/bin/true"], platform={"pool": "special"})
+    r = c.client.execute(dg, timeout=30)
+    ok(r, c, "platform match")
+    check(r.result.execution_metadata.worker == "worker-2",
+          r.result.execution_metadata.worker, c)
+
+
+def case_missing(c):
+    t = Tree({"a.txt": b"never uploaded %f" % time.time()})
+    dg, named = c.client.make_action(["/bin/cat", "a.txt"], t, upload=False)
+    c.client.upload([named["command"], named["action"], t.blobs[t.root.hash]])
+    r = c.client.execute(dg)
+    check(r.status.code == 9, "FAILED_PRECONDITION: %s" % r.status, c)
+    pf = error_details_pb2.PreconditionFailure()
+    check(any(d.Unpack(pf) for d in r.status.details), "details", c)
+    want = [h for h, b in t.blobs.items() if h != t.root.hash][0]
+    check(any(v.type == "MISSING" and want in v.subject
+              for v in pf.violations), pf, c)
+
+
+def case_bad_command(c):
+    dg, _ = c.client.make_action([])
+    r = c.client.execute(dg)
+    check(r.status.code == 3, "empty argv: %s" % r.status, c)
+    dg, _ = c.client.make_action([SH, "-c", "echo x > ../x"], outputs=["../x"])
+    r = c.client.execute(dg)
+    check(r.status.code == 3, "../x: %s" % r.status, c)
+    dg, _ = c.client.make_action(["/nonexistent/prog"])
+    r = c.client.execute(dg)
+    check(r.status.code != 0 or r.result.exit_code != 0,
+          "missing program: %s" % r, c)
+
+
+def case_immutable(c):
+    """Inputs are hardlinks of the worker's cache: an action must not be
+    able to change them."""
+    data = b"precious %f\n" % time.time()
+    t = Tree({"in": {"p.txt": data}, "out": {"q.txt": data}})
+    script = ("r=0; for f in in/p.txt out/q.txt; do "
+              "(echo evil >> $f) 2>/dev/null && r=1; "
+              "(: > $f) 2>/dev/null && r=1; "
+              "chmod 666 $f 2>/dev/null && r=1; done; "
+              "rm -f out/q.txt && echo replaced > out/q.txt; "
+              "cat in/p.txt; exit $r")
+    dg, _ = c.client.make_action([SH, "-c", script], t,
+                                 outputs=["out/q.txt"])
+    r = c.client.execute(dg)
+    ok(r, c)
+    check(r.result.exit_code == 0, "an input was modified: %s" % r.result, c)
+    check(r.result.stdout_raw == data, r.result.stdout_raw, c)
+    check(c.client.output_file(r.result, "out/q.txt") == b"replaced\n",
+          "own dir", c)
+    h = pbd(data).hash
+    for w in c.workers:
+        p = os.path.join(w.cache_dir, "files", h[:2], "%s-%d" % (h,
+                                                                 len(data)))
+        if os.path.exists(p):
+            check(open(p, "rb").read() == data, "cache copy intact", c)
+            check(os.stat(p).st_mode & 0o777 == 0o444, "mode", c)
+    dg, _ = c.client.make_action([SH, "-c", "cat in/p.txt out/q.txt"], t)
+    r = c.client.execute(dg)
+    check(r.result.stdout_raw == data + data, "later action sees inputs", c)
+
+
+def pids_matching(tag):
+    out = subprocess.run(["pgrep", "-f", tag], capture_output=True,
+                         text=True).stdout.split()
+    return [p for p in out if int(p) != os.getpid()]
+
+
+def case_timeout(c):
+    tag = "7%d" % (os.getpid() % 100000)
+    script = ("sleep %s1 & (setsid sh -c 'sleep %s2' &) ; "
+              "nohup sleep %s3 >/dev/null 2>&1 & echo started; sleep %s4"
+              % (tag, tag, tag, tag))
+    dg, _ = c.client.make_action([SH, "-c", script], outputs=["o"],
+                                 timeout_s=1)
+    t0 = time.time()
+    r = c.client.execute(dg)
+    check(r.status.code == 4, "DEADLINE_EXCEEDED: %s" % r.status, c)
+    check(time.time() - t0 < 10, "killed promptly", c)
+    check(r.result.stdout_raw == b"started\n", "partial result %s" % r, c)
+    time.sleep(0.3)
+    check(not pids_matching("sleep %s" % tag), "processes survived: %s" %
+          pids_matching("sleep %s" % tag), c)
+    try:
+        c.client.get_action_result(dg)
+        check(False, "timed-out action cached", c)
+    except grpc.RpcError as e:
+        check(e.code() == grpc.StatusCode.NOT_FOUND, e, c)
+
+
+def case_worker_kill(c):
+    dg, _ = c.client.make_action([SH, "-c", "sleep 2; echo done > o"],
+                                 outputs=["o"])
+    box = {}
+    th = threading.Thread(target=lambda: box.update(r=c.client.execute(
+        dg, timeout=60)))
+    th.start()
+    victim = None
+    deadline = time.time() + 10
+    while victim is None and time.time() < deadline:
+        for w in c.workers:
+            if w.metric("distbuild_worker_busy_slots") > 0:
+                victim = w
+        time.sleep(0.05)
+    check(victim is not None, "nobody picked it up", c)
+    victim.proc.kill()
+    victim.proc.wait()
+    th.join()
+    r = box["r"]
+    ok(r, c, "requeued")
+    other = [w for w in c.workers if w is not victim][0]
+    check(r.result.execution_metadata.worker == other.id,
+          r.result.execution_metadata.worker, c)
+    check(c.client.output_file(r.result, "o") == b"done\n", "", c)
+    victim.proc = None
+    time.sleep(2.5)
+    check(not pids_matching("sleep 2; echo done"), "orphaned action", c)
+
+
+def case_sched_restart(c):
+    t = Tree({"keep.txt": b"keep me\n"})
+    dg0, _ = c.client.make_action([SH, "-c", "cat keep.txt > k"], t,
+                                  outputs=["k"])
+    r0 = c.client.execute(dg0)
+    ok(r0, c)
+    dg, _ = c.client.make_action([SH, "-c", "sleep 2; echo late > o"],
+                                 outputs=["o"])
+    err = {}
+
+    def waiter():
+        try:
+            c.client.execute(dg, timeout=30, raise_unavailable=True)
+            err["e"] = None
+        except grpc.RpcError as e:
+            err["e"] = e.code()
+    th = threading.Thread(target=waiter)
+    th.start()
+    time.sleep(0.5)
+    port = c.sched.port
+    c.sched.stop(signal.SIGKILL)
+    th.join()
+    check(err.get("e") == grpc.StatusCode.UNAVAILABLE,
+          "client saw %s" % err.get("e"), c)
+    c.sched.start(port=port)
+    deadline = time.time() + 15
+    while time.time() < deadline and not all(
+            w.metric("distbuild_worker_connected") == 1 for w in c.workers):
+        time.sleep(0.1)
+    check(all(w.metric("distbuild_worker_connected") == 1
+              for w in c.workers), "workers reconnected", c)
+    r = c.client.execute(dg, timeout=30)
+    ok(r, c, "retry after restart")
+    check(c.client.output_file(r.result, "o") == b"late\n", "", c)
+    # Nothing lost or corrupted: old result and its blobs are intact.
+    ar = c.client.get_action_result(dg0)
+    check(c.client.output_file(ar, "k") == b"keep me\n", "AC survived", c)
+
+
+def case_cas_failure(c):
+    """An input vanishes from the scheduler's CAS behind its back: the
+    worker's download fails and the client gets a clear error."""
+    data = b"vanishing %f\n" % time.time() * 1000
+    t = Tree({"v.bin": data})
+    dg, _ = c.client.make_action(["/bin/cat", "v.bin"], t)
+    h = pbd(data).hash
+    shard = os.path.join(c.sched.cas_dir, "cas", h[:2])
+    gone = [f for f in os.listdir(shard) if f.startswith(h)]
+    check(gone, "blob stored", c)
+    for f in gone:
+        os.unlink(os.path.join(shard, f))
+    t0 = time.time()
+    r = c.client.execute(dg, timeout=60)
+    check(r.status.code != 0, "status %s" % r.status, c)
+    check(time.time() - t0 < 30, "no hang", c)
+    print("cas failure status:", r.status.code, r.status.message)
+
+
+CASES = {
+    "basic": (case_basic, {}),
+    "cache_hit": (case_cache_hit, {}),
+    "dedup": (case_dedup, {}),
+    "failing": (case_failing, {}),
+    "platform": (case_platform, {"sched_extra": ["--queue-timeout", "2"]}),
+    "missing": (case_missing, {}),
+    "bad_command": (case_bad_command, {}),
+    "immutable": (case_immutable, {}),
+    "timeout": (case_timeout, {}),
+    "worker_kill": (case_worker_kill, {}),
+    "sched_restart": (case_sched_restart, {}),
+    "cas_failure": (case_cas_failure, {}),
+}
+
+
+def main():
+    name = sys.argv[2]
+    fn, kw = CASES[name]
+    extra = ()
+    if name == "platform":
+        extra = ()
+    c = Cluster(BIN, 2, worker_extra=extra, **kw)
+    if name == "platform":
+        w = c.workers[1]
+        w.stop()
+        w.extra = ["--platform", "pool=special"]
+        w.start()
+    failed = True
+    try:
+        fn(c)
+        failed = False
+        print("e2e %s: ok" % name)
+    finally:
+        c.close(keep=failed)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,246 @@
+/* `cargo-distbuild worker run ...`: flags, start-up checks, signals. */
+#include <dlfcn.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "db_err.h"
+#include "db_log.h"
+#include "sandbox.h"
+#include "worker.h"
+#include "worker_cli.h"
+#include "worker_int.h"
+
+static volatile sig_atomic_t g_stop;
+
+static void on_signal(int sig) {
+  (void)sig;
+  g_stop = 1;
+}
+
+void worker_config_defaults(worker_config *cfg) {
+  long n = sysconf(_SC_NPROCESSORS_ONLN);
+
+  memset(cfg, 0, sizeof(*cfg));
+  cfg->scheduler = "127.0.0.1:8980";
+  cfg->instance_name = "";
+  cfg->slots = n > 0 ? (int)n : 1;
+  cfg->cache_bytes = 10ull << 30;
+  cfg->sandbox_mode = SBX_MODE_NAMESPACES;
+  cfg->tree_min_files = 1000;
+  cfg->tree_min_bytes = 64ull << 20;
+  cfg->pids_limit = 4096;
+  cfg->inline_limit = 4096;
+}
+
+static void usage(FILE *f) {
+  fprintf(f,
+          "usage: cargo-distbuild worker run [options]\n"
+          "  --id NAME             worker name (default worker-1)\n"
+          "  --scheduler HOST:PORT scheduler endpoint (default "
+          "127.0.0.1:8980)\n"
+          "  --port N              serve /healthz and /metrics on "
+          "127.0.0.1:N\n"
+          "  --slots N             concurrent actions (default: CPUs)\n"
+          "  --platform K=V        platform property (repeatable; defaults\n"
+          "                        OSFamily=linux ISA=x86-64)\n"
+          "  --cache-dir DIR       local cache (default .distbuild/worker-ID)\n"
+          "  --cache-size SIZE     file-cache budget, e.g. 10G (default 10G)\n"
+          "  --tree-cache-size SIZE tree-cache budget (default: cache size)\n"
+          "  --tree-min-files N    bind subtrees with more files (1000)\n"
+          "  --tree-min-bytes SIZE bind subtrees with more bytes (64M)\n"
+          "  --tree-prefix PATH    always bind subtrees under PATH "
+          "(repeatable)\n"
+          "  --memory-limit SIZE   per-action memory limit (default none)\n"
+          "  --pids-limit N        per-action task limit (default 4096)\n"
+          "  --instance-name NAME  REAPI instance for CAS calls\n"
+          "  --sandbox MODE        namespaces (default) | none\n");
+}
+
+/* The shared libraries rustc and its linker driver load at run time. */
+static void check_runtime_libs(void) {
+  static const char *const libs[] = {"libc.so.6", "libgcc_s.so.1", "libz.so.1",
+                                     "libm.so.6"};
+  for (size_t i = 0; i < sizeof(libs) / sizeof(libs[0]); i++) {
+    void *h = dlopen(libs[i], RTLD_LAZY | RTLD_LOCAL);
+    if (!h)
+      DB_WARN("worker",
+              "system library %s not found: rustc actions may "
+              "fail (%s)",
+              libs[i], dlerror());
+    else
+      dlclose(h);
+  }
+}
+
+static int push(const char ***v, size_t *n, const char *s) {
+  const char **t = realloc(*v, (*n + 2) * sizeof(char *));
+  if (!t)
+    return DB_ENOMEM;
+  t[(*n)++] = s;
+  t[*n] = NULL;
+  *v = t;
+  return 0;
+}
+
+static int has_key(const char *const *v, size_t n, const char *key) {
+  size_t k = strlen(key);
+  for (size_t i = 0; i < n; i++)
+    if (!strncmp(v[i], key, k) && v[i][k] == '=')
+      return 1;
+  return 0;
+}
+
+static int cmp_str(const void *a, const void *b) {
+  return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+static int cmd_run(int argc, char **argv) {
+  worker_config cfg;
+  const char **plat = NULL, **prefixes = NULL;
+  size_t nplat = 0, nprefixes = 0;
+  char cache_dir[1024], err[512];
+  struct sigaction sa;
+  int rv = 2;
+
+  worker_config_defaults(&cfg);
+  cfg.id = "worker-1";
+  cache_dir[0] = '\0';
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i], *v = NULL;
+    const char *eq = strchr(a, '=');
+    char flag[64];
+    if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+      usage(stdout);
+      rv = 0;
+      goto out;
+    }
+    if (!strncmp(a, "--", 2) && eq && (size_t)(eq - a) < sizeof(flag)) {
+      memcpy(flag, a, (size_t)(eq - a));
+      flag[eq - a] = '\0';
+      v = eq + 1;
+    } else {
+      snprintf(flag, sizeof(flag), "%s", a);
+      if (i + 1 < argc)
+        v = argv[i + 1];
+      if (v)
+        i++;
+    }
+    if (!v) {
+      fprintf(stderr, "worker run: %s needs a value\n", flag);
+      goto out;
+    }
+    uint64_t n = 0;
+    if (!strcmp(flag, "--id"))
+      cfg.id = v;
+    else if (!strcmp(flag, "--scheduler"))
+      cfg.scheduler = v;
+    else if (!strcmp(flag, "--instance-name"))
+      cfg.instance_name = v;
+    else if (!strcmp(flag, "--cache-dir"))
+      snprintf(cache_dir, sizeof(cache_dir), "%s", v);
+    else if (!strcmp(flag, "--platform") && strchr(v, '=') && v[0] != '=')
+      push(&plat, &nplat, v);
+    else if (!strcmp(flag, "--tree-prefix"))
+      push(&prefixes, &nprefixes, v);
+    else if (!strcmp(flag, "--sandbox")) {
+      if (sbx_mode_parse(v, &cfg.sandbox_mode) != 0) {
+        fprintf(stderr, "worker run: --sandbox must be namespaces or none\n");
+        goto out;
+      }
+    } else if ((!strcmp(flag, "--port") || !strcmp(flag, "--slots") ||
+                !strcmp(flag, "--pids-limit") ||
+                !strcmp(flag, "--tree-min-files")) &&
+               wk_parse_size(v, &n) == 0 && n < (1u << 30)) {
+      if (!strcmp(flag, "--port"))
+        cfg.http_port = (int)n;
+      else if (!strcmp(flag, "--slots"))
+        cfg.slots = (int)n;
+      else if (!strcmp(flag, "--pids-limit"))
+        cfg.pids_limit = (uint32_t)n;
+      else
+        cfg.tree_min_files = n;
+    } else if ((!strcmp(flag, "--cache-size") ||
+                !strcmp(flag, "--tree-cache-size") ||
+                !strcmp(flag, "--tree-min-bytes") ||
+                !strcmp(flag, "--memory-limit")) &&
+               wk_parse_size(v, &n) == 0) {
+      if (!strcmp(flag, "--cache-size"))
+        cfg.cache_bytes = n;
+      else if (!strcmp(flag, "--tree-cache-size"))
+        cfg.tree_cache_bytes = n;
+      else if (!strcmp(flag, "--tree-min-bytes"))
+        cfg.tree_min_bytes = n;
+      else
+        cfg.memory_limit = n;
+    } else {
+      fprintf(stderr, "worker run: bad option %s %s\n", flag, v);
+      usage(stderr);
+      goto out;
+    }
+  }
+  if (cfg.slots < 1 || cfg.slots > 1024 || cfg.http_port > 65535 ||
+      !cfg.id[0]) {
+    fprintf(stderr, "worker run: bad --slots, --port or --id\n");
+    goto out;
+  }
+  if (!cache_dir[0])
+    snprintf(cache_dir, sizeof(cache_dir), ".distbuild/worker-%s", cfg.id);
+  cfg.cache_dir = cache_dir;
+  if (!has_key(plat, nplat, "OSFamily"))
+    push(&plat, &nplat, "OSFamily=linux");
+  if (!has_key(plat, nplat, "ISA"))
+    push(&plat, &nplat, "ISA=x86-64");
+  if (!plat) {
+    rv = 1;
+    goto out;
+  }
+  qsort(plat, nplat, sizeof(char *), cmp_str);
+  cfg.platform = plat;
+  cfg.n_platform = nplat;
+  cfg.tree_prefixes = prefixes;
+  cfg.n_tree_prefixes = nprefixes;
+
+  {
+    char line[512];
+    sbx_features_format(sbx_probe(), line, sizeof(line));
+    fprintf(stderr, "worker %s: %s\n", cfg.id, line);
+  }
+  if (sbx_check_mode(cfg.sandbox_mode, err, sizeof(err)) != 0) {
+    fprintf(stderr, "worker %s: refusing to start: %s\n", cfg.id, err);
+    rv = 1;
+    goto out;
+  }
+  if (cfg.sandbox_mode == SBX_MODE_NONE)
+    fprintf(stderr,
+            "worker %s: WARNING: --sandbox=none: actions run unsandboxed as "
+            "this user; input files are copied, not linked\n",
+            cfg.id);
+  check_runtime_libs();
+
+  memset(&sa, 0, sizeof(sa));
+  sa.sa_handler = on_signal;
+  sigaction(SIGINT, &sa, NULL);
+  sigaction(SIGTERM, &sa, NULL);
+  signal(SIGPIPE, SIG_IGN);
+  rv = worker_run(&cfg, &g_stop) == 0 ? 0 : 1;
+out:
+  free(plat);
+  free(prefixes);
+  return rv;
+}
+
+int worker_cli_main(int argc, char **argv) {
+  if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
+    usage(argc < 2 ? stderr : stdout);
+    return argc < 2 ? 2 : 0;
+  }
+  if (!strcmp(argv[1], "run"))
+    return cmd_run(argc - 1, argv + 1);
+  fprintf(stderr, "cargo-distbuild worker: unknown command '%s'\n", argv[1]);
+  usage(stderr);
+  return 2;
+}

@@ -1,0 +1,47 @@
+/*
+ * One action, start to finish: fetch Action + Command, materialise the
+ * input root, run the command in the sandbox, collect and upload outputs,
+ * and build the ExecuteResponse for WorkerService.Complete.
+ *
+ * Exec-root convention: the input root is mounted inside the sandbox at
+ * the absolute path named by the platform property "exec-root-path"
+ * (Action.platform first, then the deprecated Command.platform), so that
+ * absolute client paths (rustc's --remap-path-prefix-free output, dep-info)
+ * come out as in a local build; without it, at /work. With
+ * --sandbox=none the command runs in the host action directory instead.
+ */
+#ifndef WORKER_EXEC_H
+#define WORKER_EXEC_H
+
+#include <stdint.h>
+
+#include "cas_client.h"
+#include "distbuild/worker/v1/worker.pb-c.h"
+#include "sandbox.h"
+#include "worker.h"
+#include "worker_cache.h"
+#include "worker_int.h"
+
+typedef struct wk_exec_env {
+  const worker_config *cfg;
+  wk_cache *cache;
+  cas_client *cas; /* this thread's */
+  wk_metrics *metrics;
+  const sbx_features *feat;
+  int slot;
+  uint64_t seq; /* per-slot counter for action directory names */
+} wk_exec_env;
+
+typedef struct wk_exec_result {
+  wk_arena arena; /* owns resp and everything it points to */
+  Build__Bazel__Remote__Execution__V2__ExecuteResponse *resp;
+} wk_exec_result;
+
+/* Run one assignment. Always fills out->resp (its status tells infra
+ * failures apart from completed runs) unless memory runs out (DB_ENOMEM).
+ * Free with wk_exec_result_free(). */
+int wk_exec_run(wk_exec_env *env, const Distbuild__Worker__V1__Assignment *a,
+                wk_exec_result *out);
+void wk_exec_result_free(wk_exec_result *r);
+
+#endif
