@@ -23,6 +23,11 @@ void cas_svc_reply(rpc_call *call, const ProtobufCMessage *m);
 /* Finish call with the status that matches a DB_E* error. */
 void cas_svc_fail(rpc_call *call, int err, const char *what);
 
+/* ActionCache and Capabilities handlers (cas_ac_service.c). */
+void cas_svc_gar_on_message(rpc_call *call, const uint8_t *msg, size_t len);
+void cas_svc_uar_on_message(rpc_call *call, const uint8_t *msg, size_t len);
+void cas_svc_caps_on_message(rpc_call *call, const uint8_t *msg, size_t len);
+
 /* Register the ByteStream methods (cas_bytestream.c). */
 int cas_bytestream_register(cas_service *svc, rpc_server *srv);
 /* Drop all kept partial uploads (service teardown). */
