@@ -1,8 +1,9 @@
 /*
- * Internals shared by rpc_server.c (listener, connections, nghttp2 session
- * callbacks, shutdown, post queue) and rpc_server_call.c (call object,
- * request metadata, message reassembly, response queue and data provider).
- * Not installed; only the two translation units above include it.
+ * Internals shared by rpc_server.c (connections, nghttp2 session
+ * callbacks, shutdown), rpc_server_listen.c (listeners, accept, post
+ * queue) and rpc_server_call.c (call object, request metadata, message
+ * reassembly, response queue and data provider).
+ * Not installed; only the three translation units above include it.
  *
  * Object graph (all on the loop thread):
  *   rpc_server 1--n rpc_conn 1--n rpc_call
@@ -160,6 +161,19 @@ const rpc__method_ent *rpc__server_find(const rpc_server *srv, const char *path,
 /* Ask for nghttp2_session_send() + socket write soon (from any loop-thread
  * context, including handler callbacks inside nghttp2 callbacks). */
 void rpc__conn_schedule_flush(rpc_conn *c);
+/* Set up a connection on an accepted nonblocking socket (takes fd, also
+ * on failure). 0, or DB_ENOMEM. */
+int rpc__conn_new(rpc_server *srv, int fd);
+
+/* ---- rpc_server_listen.c ---- */
+
+/* Stop accepting: free the listener events and close their sockets. */
+void rpc__server_close_listeners(rpc_server *srv);
+/* The post queue's eventfd and its event (post_mu is set up by the caller).
+ * 0, DB_ESYS or DB_ENOMEM; rpc__server_post_fini() undoes a partial one. */
+int rpc__server_post_init(rpc_server *srv);
+/* Drop posts that never ran (not called), free the event, close the fd. */
+void rpc__server_post_fini(rpc_server *srv);
 
 /* ---- rpc_server_call.c ---- */
 
