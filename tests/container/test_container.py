@@ -1,0 +1,356 @@
+"""Container tests (issue 6): the image built from container/Dockerfile,
+a scheduler and two workers as containers on a private Docker network, the
+scheduler's port published on 127.0.0.1, driven from the host by an
+independent REAPI client (Debian's python3-grpcio, tests/e2e/e2e_lib.py).
+
+usage: test_container.py REPO_ROOT CASE
+CASE: image | exec | worker_kill | sched_restart
+Exit 77 (ctest SKIP_RETURN_CODE) when no Docker engine answers."""
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+import uuid
+
+os.environ["no_proxy"] = "*"
+os.environ.pop("http_proxy", None)
+os.environ.pop("https_proxy", None)
+
+SKIP = 77
+ROOT = os.path.abspath(sys.argv[1])
+CASE = sys.argv[2]
+IMAGE = os.environ.get("CARGO_DISTBUILD_TEST_IMAGE", "cargo-distbuild:ctest")
+LOCAL_BASE = "cargo-distbuild/debian:bookworm-slim"
+# Least privilege for the full sandbox (container/README.md); the image's
+# entrypoint drops to uid 10001 without capabilities before the worker runs.
+WORKER_PRIV = ["--user", "0", "--cap-add", "SYS_ADMIN",
+               "--security-opt", "seccomp=unconfined",
+               "--security-opt", "apparmor=unconfined"]
+FULL_SANDBOX = "namespaces=user,mount,pid,net,ipc,uts seccomp=on caps=dropped"
+
+sys.path.insert(0, os.path.join(ROOT, "tests", "e2e"))
+
+
+def log(msg):
+    print("container %s: %s" % (CASE, msg), flush=True)
+
+
+def docker(*args, check=True, timeout=120, capture=True):
+    r = subprocess.run(["docker"] + list(args), timeout=timeout,
+                       stdout=subprocess.PIPE if capture else None,
+                       stderr=subprocess.STDOUT if capture else None)
+    out = r.stdout.decode(errors="replace") if capture else ""
+    if check and r.returncode != 0:
+        raise RuntimeError("docker %s failed (%d): %s" %
+                           (" ".join(args), r.returncode, out[-2000:]))
+    return out
+
+
+def docker_available():
+    try:
+        r = subprocess.run(["docker", "info"], stdout=subprocess.DEVNULL,
+                           stderr=subprocess.PIPE, timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return "docker not runnable: %s" % e
+    if r.returncode != 0:
+        return "docker info failed: %s" % r.stderr.decode(errors="replace")[
+            -300:].strip()
+    return None
+
+
+# ---- image -----------------------------------------------------------------
+
+def build_images():
+    base = os.environ.get("CARGO_DISTBUILD_BASE_IMAGE")
+    if not base:
+        t = time.time()
+        subprocess.run([os.path.join(ROOT, "container", "build-base.sh")],
+                       check=True, timeout=1200)
+        log("base image %s ready in %.1fs" % (LOCAL_BASE, time.time() - t))
+        base = LOCAL_BASE
+    t = time.time()
+    r = subprocess.run(["docker", "build", "-q", "--build-arg",
+                        "BASE_IMAGE=" + base, "-f",
+                        os.path.join(ROOT, "container", "Dockerfile"), "-t",
+                        IMAGE, ROOT], stdout=subprocess.PIPE,
+                       stderr=subprocess.STDOUT, timeout=1800)
+    if r.returncode != 0:
+        print(r.stdout.decode(errors="replace")[-5000:])
+        raise RuntimeError("docker build failed")
+    log("image %s built in %.1fs" % (IMAGE, time.time() - t))
+    size = int(docker("image", "inspect", "-f", "{{.Size}}", IMAGE).strip())
+    log("image size %.1f MB" % (size / 1e6))
+    # What must (not) be in the image.
+    out = docker("run", "--rm", "--entrypoint", "sh", IMAGE, "-c",
+                 "id -u; ls /usr/local/bin; command -v rustc cargo || true; "
+                 "ldd /usr/local/bin/cargo-distbuild | grep -c 'not found' "
+                 "|| true; ls /lib/x86_64-linux-gnu/libgcc_s.so.1 "
+                 "/lib/x86_64-linux-gnu/libz.so.1")
+    lines = out.split()
+    assert lines[0] == "10001", "image does not run as distbuild: " + out
+    assert "cargo-distbuild" in lines, out
+    assert "rustc" not in out.replace("/usr/local/bin", ""), out
+    assert "libgcc_s.so.1" in out and "libz.so.1" in out, out
+    # Without the documented privileges the worker refuses to start.
+    r = subprocess.run(["docker", "run", "--rm", IMAGE, "worker", "run",
+                        "--id", "nopriv", "--scheduler", "127.0.0.1:1"],
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                       timeout=60)
+    msg = r.stdout.decode(errors="replace")
+    assert r.returncode != 0 and "refusing to start" in msg, msg
+    log("unprivileged worker refuses, as it should: " +
+        msg.splitlines()[0][:160])
+    log("ok")
+
+
+# ---- cluster ---------------------------------------------------------------
+
+class Cluster:
+    def __init__(self):
+        self.p = "cdbt-%d-%s" % (os.getpid(), uuid.uuid4().hex[:6])
+        self.net = self.p + "-net"
+        self.vol = self.p + "-cas"
+        self.sched = self.p + "-sched"
+        self.workers = [self.p + "-w1", self.p + "-w2"]
+        self.client = None
+        self.created = []
+
+    def start(self):
+        docker("image", "inspect", IMAGE)
+        docker("network", "create", "--label", "cargo-distbuild-test=" +
+               self.p, self.net)
+        docker("volume", "create", "--label", "cargo-distbuild-test=" +
+               self.p, self.vol)
+        self.start_sched()
+        for w in self.workers:
+            docker("run", "-d", "--name", w, "--hostname", w, "--network",
+                   self.net, "--label", "cargo-distbuild-test=" + self.p,
+                   *WORKER_PRIV, IMAGE, "worker", "run", "--id", w,
+                   "--scheduler", "sched:8980", "--port", "6001",
+                   "--cache-dir", "/var/lib/cargo-distbuild/worker")
+        self.wait_workers(2)
+        for w in self.workers:
+            line = self.logs(w).splitlines()[0]
+            log("%s: %s" % (w, line))
+            assert FULL_SANDBOX in line, "sandbox incomplete: " + line
+            assert "limits=memory,pids,cpu,timeout" in line, line
+            assert "unavailable=" not in line, line
+
+    def start_sched(self):
+        docker("run", "-d", "--name", self.sched, "--network", self.net,
+               "--network-alias", "sched", "--label",
+               "cargo-distbuild-test=" + self.p, "-v",
+               self.vol + ":/var/lib/cargo-distbuild/cas", "-p",
+               "127.0.0.1::8980", IMAGE, "scheduler", "run")
+        self.connect()
+
+    def connect(self):
+        import e2e_lib
+        deadline = time.time() + 30
+        port = None
+        while time.time() < deadline:
+            out = docker("port", self.sched, "8980/tcp", check=False)
+            m = re.search(r"127\.0\.0\.1:(\d+)", out)
+            if m:
+                port = int(m.group(1))
+                break
+            time.sleep(0.2)
+        assert port, "scheduler port not published"
+        if self.client:
+            self.client.close()
+        self.client = e2e_lib.Client("127.0.0.1:%d" % port)
+        while time.time() < deadline:
+            try:
+                self.client.find_missing([])
+                return
+            except Exception:  # noqa: BLE001 (grpc errors while starting)
+                time.sleep(0.3)
+        raise RuntimeError("scheduler not reachable on 127.0.0.1:%d\n%s" %
+                           (port, self.logs(self.sched)))
+
+    def metric(self, container, port, name):
+        out = docker("exec", container, "curl", "-fsS",
+                     "http://127.0.0.1:%d/metrics" % port, check=False,
+                     timeout=20)
+        m = re.search(r"^%s(\{[^}]*\})? (\S+)$" % re.escape(name), out,
+                      re.M)
+        return float(m.group(2)) if m else -1
+
+    def wait_workers(self, n, timeout=60):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.metric(self.sched, 8990,
+                           "distbuild_scheduler_workers") >= n:
+                return
+            time.sleep(0.5)
+        raise RuntimeError("%d workers did not connect\n%s" %
+                           (n, self.dump()))
+
+    def logs(self, name):
+        return docker("logs", name, check=False)
+
+    def dump(self):
+        return "\n".join("---- %s\n%s" % (c, self.logs(c)[-3000:])
+                         for c in [self.sched] + self.workers)
+
+    def close(self):
+        if self.client:
+            self.client.close()
+        label = "label=cargo-distbuild-test=" + self.p
+        ids = docker("ps", "-aq", "--filter", label, check=False).split()
+        if ids:
+            docker("rm", "-f", "-v", *ids, check=False)
+        docker("network", "rm", self.net, check=False)
+        docker("volume", "rm", "-f", self.vol, check=False)
+
+
+def ok(r, c, what=""):
+    if r.status.code != 0 or r.result.exit_code != 0:
+        print(c.dump())
+        raise AssertionError("%s: status %s exit %d stderr %r" % (
+            what, r.status, r.result.exit_code,
+            c.client.read_blob(r.result.stderr_digest)
+            if r.result.HasField("stderr_digest") else b""))
+
+
+def execute_all(c, digests, timeout=120):
+    res = [None] * len(digests)
+
+    def run(i):
+        res[i] = c.client.execute(digests[i], timeout=timeout)
+    ths = [threading.Thread(target=run, args=(i,))
+           for i in range(len(digests))]
+    for t in ths:
+        t.start()
+    for t in ths:
+        t.join()
+    return res
+
+
+SH = "/bin/sh"
+
+
+def case_exec(c):
+    """Real actions from the host run sandboxed on both worker containers."""
+    acts = []
+    for i in range(8):
+        dg, _ = c.client.make_action(
+            [SH, "-c", "sleep 1; id -u > uid; cat /proc/self/cgroup > cg; "
+             "cat in.txt > out.txt; echo %d >> out.txt" % i],
+            tree=__import__("e2e_lib").Tree({"in.txt": b"hello\n"}),
+            outputs=["uid", "cg", "out.txt"])
+        acts.append(dg)
+    t = time.time()
+    res = execute_all(c, acts)
+    log("8 actions in %.1fs" % (time.time() - t))
+    seen = set()
+    for i, r in enumerate(res):
+        ok(r, c, "action %d" % i)
+        seen.add(r.result.execution_metadata.worker)
+        assert c.client.output_file(r.result, "out.txt") == \
+            b"hello\n%d\n" % i
+        assert c.client.output_file(r.result, "uid") == b"1000\n"
+        cg = c.client.output_file(r.result, "cg").decode()
+        assert re.search(r"memory:.*/sbx-\d+-\d+", cg), cg
+    log("worker ids in ExecutedActionMetadata: %s" % sorted(seen))
+    assert seen == set(c.workers), seen
+    # The same actions again: answered from the action cache.
+    res = execute_all(c, acts)
+    assert all(r.cached_result for r in res), [r.cached_result for r in res]
+
+
+def case_worker_kill(c):
+    """`docker kill` the worker running an action: it is requeued."""
+    dg, _ = c.client.make_action([SH, "-c", "sleep 4; echo done > o"],
+                                 outputs=["o"])
+    box = {}
+    th = threading.Thread(target=lambda: box.update(
+        r=c.client.execute(dg, timeout=120)))
+    th.start()
+    victim = None
+    deadline = time.time() + 20
+    while victim is None and time.time() < deadline:
+        for w in c.workers:
+            if c.metric(w, 6001, "distbuild_worker_busy_slots") > 0:
+                victim = w
+                break
+        time.sleep(0.1)
+    assert victim, "no worker picked the action up\n" + c.dump()
+    docker("kill", victim)
+    log("killed %s mid-action" % victim)
+    th.join(150)
+    assert "r" in box, "execute did not return"
+    r = box["r"]
+    ok(r, c, "after docker kill")
+    other = [w for w in c.workers if w != victim][0]
+    assert r.result.execution_metadata.worker == other, \
+        r.result.execution_metadata.worker
+    assert c.client.output_file(r.result, "o") == b"done\n"
+    log("requeued and finished on %s" % other)
+
+
+def case_sched_restart(c):
+    """The action cache lives on the scheduler's volume: after a restart of
+    the scheduler container the second run is all hits."""
+    import e2e_lib
+    tree = e2e_lib.Tree({"src.txt": b"restart me\n"})
+    acts = []
+    for i in range(6):
+        dg, _ = c.client.make_action(
+            [SH, "-c", "tr a-z A-Z < src.txt > o; echo %d >> o" % i], tree,
+            outputs=["o"], salt="restart-%s-%d" % (c.p, i))
+        acts.append(dg)
+    first = execute_all(c, acts)
+    for i, r in enumerate(first):
+        ok(r, c, "first run %d" % i)
+        assert not r.cached_result
+    docker("restart", "-t", "20", c.sched, timeout=60)
+    log("scheduler container restarted")
+    c.connect()
+    c.wait_workers(2)
+    second = execute_all(c, acts)
+    hits = sum(1 for r in second if r.status.code == 0 and r.cached_result)
+    log("second run: %d/%d action-cache hits" % (hits, len(acts)))
+    assert hits == len(acts), [(r.status.code, r.cached_result)
+                               for r in second]
+    for a, b in zip(first, second):
+        assert c.client.output_file(b.result, "o") == \
+            c.client.output_file(a.result, "o")
+    # A fresh action still runs on the re-connected workers.
+    dg, _ = c.client.make_action([SH, "-c", "echo after > o"], outputs=["o"])
+    r = c.client.execute(dg, timeout=60)
+    ok(r, c, "after restart")
+    assert r.result.execution_metadata.worker in c.workers
+
+
+CASES = {"exec": case_exec, "worker_kill": case_worker_kill,
+         "sched_restart": case_sched_restart}
+
+
+def main():
+    why = docker_available()
+    if why:
+        print("container %s: SKIP: no Docker engine (%s)" % (CASE, why))
+        return SKIP
+    if CASE == "image":
+        build_images()
+        return 0
+    c = Cluster()
+    try:
+        t = time.time()
+        c.start()
+        log("cluster up in %.1fs" % (time.time() - t))
+        CASES[CASE](c)
+        log("ok")
+        return 0
+    except Exception:
+        print(c.dump())
+        raise
+    finally:
+        c.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
