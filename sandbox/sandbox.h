@@ -8,7 +8,8 @@
  *   2. sbx_mount.c   "/" made private, tmpfs root, recursive read-only
  *                    binds, minimal /dev, fresh /proc, pivot_root, old
  *                    root detached, root remounted read-only.
- *   3. sbx_net.c     loopback up, nothing else.
+ *   3. sbx_net.c     loopback up, nothing else (a root worker reuses idle
+ *                    network namespaces it owns, "lo" already up).
  *   4. sbx_uts.c     fixed hostname.
  *   5. sbx_caps.c    all capabilities dropped (libcap), no_new_privs,
  *                    RLIMIT_CORE=0, RLIMIT_FSIZE, RLIMIT_CPU.

@@ -25,6 +25,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -256,8 +257,8 @@ static void child_main(sbx_plan *p) {
   if (p->use_ns) {
     if (sbx_mount_open_sources(p, fds, &m) < 0 ||
         sbx_ns_switch_ids(p, &m) < 0 || sbx_mount_setup(p, fds, &m) < 0 ||
-        sbx_net_loopback_up(&m) < 0 || sbx_uts_set_hostname(&m) < 0 ||
-        sbx_caps_drop(p, &m) < 0)
+        (p->net_fd >= 0 ? 0 : sbx_net_loopback_up(&m)) < 0 ||
+        sbx_uts_set_hostname(&m) < 0 || sbx_caps_drop(p, &m) < 0)
       sbx_child_die(p, &m);
   } else if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) {
     sbx_util_fail(&m, SBX_STEP_CAPS, errno, "no_new_privs");
@@ -339,6 +340,7 @@ int sbx_run_plan(sbx_plan *p, const sbx_request *req, sbx_result *res) {
   struct rusage ru;
   uint64_t t0;
   pid_t pid = -1;
+  unsigned long flags;
   const sbx_limits *lim = &req->limits;
 
   memset(&first_err, 0, sizeof(first_err));
@@ -385,14 +387,27 @@ int sbx_run_plan(sbx_plan *p, const sbx_request *req, sbx_result *res) {
   }
   p->sync_rd = sync_fd[0];
   p->report_wr = rep[1];
+  flags = p->use_ns ? sbx_ns_clone_flags() : 0;
+  if (p->use_ns)
+    p->net_fd = sbx_net_pool_get();
+  if (p->net_fd >= 0) {
+    rc = sbx_net_pool_enter(p->net_fd);
+    if (rc != 0) {
+      sbx_util_msg(res->error, sizeof(res->error), "setns net: %s",
+                   strerror(-rc));
+      rc = DB_ESYS;
+      goto out;
+    }
+    flags &= ~(unsigned long)CLONE_NEWNET;
+  }
   t0 = sbx_util_now_us();
-  pid =
-      sbx_util_clone((p->use_ns ? sbx_ns_clone_flags() : 0) | SIGCHLD, &pidfd);
+  pid = sbx_util_clone(flags | SIGCHLD, &pidfd);
   if (pid < 0 && errno == EINVAL) /* no CLONE_PIDFD */
-    pid =
-        sbx_util_clone((p->use_ns ? sbx_ns_clone_flags() : 0) | SIGCHLD, NULL);
+    pid = sbx_util_clone(flags | SIGCHLD, NULL);
   if (pid == 0)
     child_main(p);
+  if (p->net_fd >= 0)
+    sbx_net_pool_leave();
   if (pid < 0) {
     rc = DB_ESYS;
     sbx_util_msg(res->error, sizeof(res->error), "clone: %s", strerror(errno));
@@ -426,8 +441,13 @@ int sbx_run_plan(sbx_plan *p, const sbx_request *req, sbx_result *res) {
   }
   rc = wait_child(pid, pidfd, p, cg, t0, res, &st, &ru);
   res->wall_us = sbx_util_now_us() - t0;
-  if (rc != 0)
+  if (rc != 0) {
+    /* pid 1 may not be reaped: never hand its namespace to another run. */
+    if (p->net_fd >= 0)
+      close(p->net_fd);
+    p->net_fd = -1;
     goto out;
+  }
   if (!p->use_ns)
     kill(-pid, SIGKILL); /* stragglers of the process group */
   /* Every holder of the write end is gone: read the messages. */
@@ -475,6 +495,9 @@ out:
       close(owned[i]);
   if (pidfd >= 0)
     close(pidfd);
+  /* pid 1 is reaped (or was never started): nothing uses the namespace. */
+  sbx_net_pool_put(p->net_fd);
+  p->net_fd = -1;
   if (p->action_stack)
     munmap(p->action_stack, SBX_STACK_SIZE);
   p->action_stack = NULL;
@@ -492,7 +515,7 @@ static const char *env_path(char *const *envp) {
 
 int sbx_plan_init(sbx_plan *p, const sbx_request *req, const sbx_features *f) {
   memset(p, 0, sizeof(*p));
-  p->sync_rd = p->report_wr = -1;
+  p->sync_rd = p->report_wr = p->net_fd = -1;
   p->argv = req->argv;
   p->envp = req->envp;
   p->path = env_path(req->envp);

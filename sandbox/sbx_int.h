@@ -130,6 +130,7 @@ typedef struct sbx_plan {
   /* immutable, from the probe */
   const struct sock_fprog *seccomp;
   void *caps_empty; /* cap_t */
+  int net_fd;       /* pooled network namespace the child starts in, or -1 */
 } sbx_plan;
 
 /* ---- sbx_util.c: async-signal-safe helpers --------------------------------
@@ -184,6 +185,16 @@ int sbx_mount_api_available(void);
  */
 
 int sbx_net_loopback_up(struct sbx_msg *m);
+/* Reusable network namespaces (see sbx_net.c).  get: an fd on an idle
+ * namespace whose "lo" is up, or -1 when the pool cannot be used here (not
+ * root); the caller owns it until put.  enter: switch the calling thread
+ * into it for the clone; leave: back to the thread's own namespace (aborts
+ * the process if that fails: the thread must not stay in the sandbox's
+ * namespace). */
+int sbx_net_pool_get(void);
+void sbx_net_pool_put(int fd);
+int sbx_net_pool_enter(int fd);
+void sbx_net_pool_leave(void);
 #define SBX_HOSTNAME "localhost"
 int sbx_uts_set_hostname(struct sbx_msg *m);
 

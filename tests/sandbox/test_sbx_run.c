@@ -191,12 +191,63 @@ static void test_threads(void **state) {
   }
 }
 
+/* Run |script| with sh -c, capture stdout into |out|. */
+static void run_sh(const char *script, char *out, size_t cap) {
+  const char *argv[] = {"sh", "-c", script, NULL};
+  sbx_request *r = mkreq(argv);
+  sbx_result res;
+  ssize_t n, off = 0;
+  int p[2];
+  assert_int_equal(pipe(p), 0);
+  sbx_request_set_stdio_fd(r, 1, p[1]);
+  assert_int_equal(sbx_run(r, &res), 0);
+  close(p[1]);
+  while ((n = read(p[0], out + off, cap - 1 - (size_t)off)) > 0)
+    off += n;
+  out[off] = '\0';
+  close(p[0]);
+  assert_true(res.exited);
+  assert_int_equal(res.exit_code, 0);
+  sbx_request_free(r);
+}
+
+/* A root worker reuses network namespaces (sbx_net.c): the next sandbox
+ * must find nothing of the previous one's (a daemonized listener), a
+ * working "lo", and no way to reconfigure it. */
+static void test_net_reuse(void **state) {
+  char out[4096];
+  (void)state;
+  if (access("/usr/bin/python3", X_OK) != 0) {
+    skip();
+    return;
+  }
+  run_sh("python3 -c 'import socket,os,time\n"
+         "s=socket.socket(); s.bind((\"127.0.0.1\",0)); s.listen()\n"
+         "os.fork() and os._exit(0); time.sleep(60)' &\n"
+         "sleep 0.2; grep -c \" 0A \" /proc/net/tcp",
+         out, sizeof(out));
+  assert_string_equal(out, "1\n");
+  run_sh(
+      "grep -c \" 0A \" /proc/net/tcp; "
+      "tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' '; "
+      "python3 -c 'import socket\n"
+      "s=socket.socket(); s.bind((\"127.0.0.1\",0)); s.listen()\n"
+      "c=socket.create_connection(s.getsockname()); print(\"lo-ok\")'; "
+      "python3 -c 'import socket,fcntl,struct\n"
+      "try:\n"
+      " fcntl.ioctl(socket.socket(),0x8914,struct.pack(\"16sh\",b\"lo\",0))\n"
+      " print(\"lo-down\")\n"
+      "except OSError as e: print(\"denied\")'",
+      out, sizeof(out));
+  assert_string_equal(out, "0\nlo\nlo-ok\ndenied\n");
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_exit_code), cmocka_unit_test(test_pipe_capture),
       cmocka_unit_test(test_timeout),   cmocka_unit_test(test_file_size_limit),
       cmocka_unit_test(test_errors),    cmocka_unit_test(test_mode_none),
-      cmocka_unit_test(test_threads),
+      cmocka_unit_test(test_threads),   cmocka_unit_test(test_net_reuse),
   };
   char err[1024];
   if (sbx_check_mode(SBX_MODE_NAMESPACES, err, sizeof(err)) != 0) {
