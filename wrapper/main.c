@@ -3,6 +3,7 @@
 #include "sbx_cli.h"
 #include "sched_cli.h"
 #include "worker_cli.h"
+#include "wrap_cli.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -11,15 +12,26 @@ static void usage(FILE *f) {
   fprintf(f, "usage: cargo-distbuild <command> [args]\n"
              "commands:\n"
              "  cas run      serve a standalone CAS + action cache\n"
-             "  scheduler run  serve the REAPI endpoint with execution\n"
              "  sandbox run  run one command in the sandbox (debug)\n"
-             "  worker run   execute actions for a scheduler\n");
+             "  scheduler run  serve the REAPI endpoint with execution\n"
+             "  worker run   execute actions for a scheduler\n"
+             "  build        cargo build through the wrapper + cache report\n"
+             "  stats        action-cache statistics [--json]\n");
 }
 
 int main(int argc, char **argv) {
   if (argc < 2) {
     usage(stderr);
     return 2;
+  }
+  /* As a cargo subcommand: cargo runs `cargo-distbuild distbuild ...`. */
+  if (!strcmp(argv[1], "distbuild")) {
+    argc--;
+    argv++;
+    if (argc < 2) {
+      usage(stderr);
+      return 2;
+    }
   }
   if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
     usage(stdout);
@@ -33,6 +45,10 @@ int main(int argc, char **argv) {
     return sbx_cli_main(argc - 1, argv + 1);
   if (!strcmp(argv[1], "worker"))
     return worker_cli_main(argc - 1, argv + 1);
+  if (!strcmp(argv[1], "build"))
+    return wrap_cli_build(argc - 1, argv + 1);
+  if (!strcmp(argv[1], "stats"))
+    return wrap_cli_stats(argc - 1, argv + 1);
   fprintf(stderr, "cargo-distbuild: unknown command '%s'\n", argv[1]);
   usage(stderr);
   return 2;

@@ -1,0 +1,163 @@
+#!/usr/bin/env bash
+# Benchmark cargo-distbuild against a local `cargo build` (and sccache when
+# available), measured in the same run on the same machine.
+#
+#   bench/cargo/run.sh [--bin-dir DIR] [--workloads "test-workspace realworld"]
+#                      [--no-sccache] [--workers N]
+#
+# Per workload: local build (CARGO_INCREMENTAL=0, after cargo clean);
+# distributed cold (empty action cache for this code; the toolchain is
+# already in the CAS from a priming build, as it is after the first build
+# on any machine); distributed warm (cargo clean + rebuild: every action a
+# cache hit); sccache cold / warm with a fresh local cache. Everything runs
+# under a temp dir in $HOME (the wrapper's exec root must be a common
+# ancestor of the toolchain, the workspace and the cargo registry).
+# realworld fetches its pinned crates from crates.io (cargo fetch) before
+# any timing; sccache comes from PATH, else Debian's package, else
+# `cargo install sccache`.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+BIN="$ROOT/build"
+WORKLOADS="test-workspace realworld"
+SCCACHE=1
+WORKERS=2
+while [ $# -gt 0 ]; do
+  case "$1" in
+  --bin-dir) BIN=$(cd "$2" && pwd); shift 2 ;;
+  --workloads) WORKLOADS="$2"; shift 2 ;;
+  --no-sccache) SCCACHE=0; shift ;;
+  --workers) WORKERS="$2"; shift 2 ;;
+  *) echo "unknown argument $1" >&2; exit 2 ;;
+  esac
+done
+CD="$BIN/cargo-distbuild"
+[ -x "$CD" ] && [ -x "$BIN/cargo-distbuild-wrapper" ] || {
+  echo "build first: cmake -S . -B build && cmake --build build" >&2; exit 2; }
+
+mkdir -p "$HOME/.cache"
+WORK=$(mktemp -d -p "$HOME/.cache" distbuild-bench-XXXXXX)
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  if [ -n "${SCCACHE_BIN:-}" ]; then
+    SCCACHE_DIR="$WORK/sccache" "$SCCACHE_BIN" --stop-server >/dev/null 2>&1 || true
+  fi
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+export CARGO_HOME="$WORK/cargo-home"
+export CARGO_DISTBUILD_CACHE_DIR="$WORK/cache"
+export CARGO_DISTBUILD_STATS_DIR="$WORK/stats"
+export CARGO_DISTBUILD_LOG=warn
+export CARGO_TERM_PROGRESS_WHEN=never
+unset RUSTC_WRAPPER RUSTC_WORKSPACE_WRAPPER CARGO_TARGET_DIR || true
+
+# ---- cluster ----
+mkdir -p "$WORK/sched"
+"$CD" scheduler run --listen 127.0.0.1:0 --port-file "$WORK/sched/port" \
+  --cas-dir "$WORK/sched/cas" --http-listen off >"$WORK/sched/log" 2>&1 &
+PIDS+=($!)
+for _ in $(seq 100); do [ -s "$WORK/sched/port" ] && break; sleep 0.05; done
+PORT=$(cat "$WORK/sched/port")
+export CARGO_DISTBUILD_SCHEDULER=127.0.0.1:$PORT
+for i in $(seq "$WORKERS"); do
+  "$CD" worker run --id "worker-$i" --scheduler "127.0.0.1:$PORT" \
+    --cache-dir "$WORK/worker-$i" >"$WORK/worker-$i.log" 2>&1 &
+  PIDS+=($!)
+done
+for _ in $(seq 100); do
+  [ "$(grep -c 'worker joined' "$WORK/sched/log")" -ge "$WORKERS" ] && break
+  sleep 0.1
+done
+
+now() { date +%s.%N; }
+timed() { # timed OUTVAR cmd...  (output to $WORK/last.log)
+  local var=$1 t0 t1
+  shift
+  t0=$(now)
+  if ! "$@" >"$WORK/last.log" 2>&1; then
+    cat "$WORK/last.log" >&2
+    echo "bench: '$*' failed" >&2
+    exit 1
+  fi
+  t1=$(now)
+  printf -v "$var" '%.2f' "$(echo "$t1 - $t0" | bc -l)"
+}
+ratio() { printf '%.2f' "$(echo "$1 / $2" | bc -l)"; }
+
+# ---- sccache ----
+SCCACHE_BIN=""
+if [ "$SCCACHE" = 1 ]; then
+  SCCACHE_BIN=$(command -v sccache || true)
+  KEEP="$HOME/.cache/cargo-distbuild-bench/sccache"
+  [ -z "$SCCACHE_BIN" ] && [ -x "$KEEP/bin/sccache" ] && SCCACHE_BIN="$KEEP/bin/sccache"
+  if [ -z "$SCCACHE_BIN" ] && [ "$(id -u)" = 0 ] &&
+    apt-cache policy sccache 2>/dev/null | grep -q 'Candidate: [0-9]'; then
+    { apt-get install -y -qq sccache || { apt-get update -qq &&
+      apt-get install -y -qq sccache; }; } >/dev/null 2>&1 || true
+    SCCACHE_BIN=$(command -v sccache || true)
+  fi
+  if [ -z "$SCCACHE_BIN" ]; then
+    # Outside $WORK so later runs reuse it (building sccache takes minutes).
+    CARGO_HOME="$HOME/.cargo" cargo install --quiet --root "$KEEP" sccache \
+      >/dev/null 2>&1 && SCCACHE_BIN="$KEEP/bin/sccache" || true
+  fi
+fi
+
+# Prime: the toolchain enters the CAS and the workers' tree caches.
+cp -r "$ROOT/test-workspace" "$WORK/prime"
+rm -rf "$WORK/prime/target"
+(cd "$WORK/prime" && "$CD" build --offline >/dev/null 2>&1)
+
+declare -a ROWS
+for w in $WORKLOADS; do
+  case "$w" in
+  test-workspace) SRC="$ROOT/test-workspace" ;;
+  realworld) SRC="$ROOT/bench/cargo/realworld" ;;
+  *) echo "unknown workload $w" >&2; exit 2 ;;
+  esac
+  D="$WORK/$w"
+  cp -r "$SRC" "$D"
+  rm -rf "$D/target"
+  cd "$D"
+  cargo fetch --locked >/dev/null 2>&1 || cargo fetch >/dev/null
+  # Warm the OS page cache and cargo's metadata once, untimed.
+  CARGO_INCREMENTAL=0 cargo build --offline >/dev/null 2>&1
+  cargo clean -q
+  timed T_LOCAL env CARGO_INCREMENTAL=0 cargo build --offline
+  NCRATES=$(grep -c '^ *Compiling' "$WORK/last.log" || true)
+  cargo clean -q
+  timed T_COLD "$CD" build --offline
+  COLD_STATS=$("$CD" stats --json)
+  cargo clean -q
+  timed T_WARM "$CD" build --offline
+  WARM_STATS=$("$CD" stats --json)
+  T_SC_COLD="-"
+  T_SC_WARM="-"
+  if [ -n "$SCCACHE_BIN" ]; then
+    export SCCACHE_DIR="$WORK/sccache"
+    "$SCCACHE_BIN" --start-server >/dev/null 2>&1 || true
+    cargo clean -q
+    timed T_SC_COLD env RUSTC_WRAPPER="$SCCACHE_BIN" CARGO_INCREMENTAL=0 cargo build --offline
+    cargo clean -q
+    timed T_SC_WARM env RUSTC_WRAPPER="$SCCACHE_BIN" CARGO_INCREMENTAL=0 cargo build --offline
+    unset SCCACHE_DIR
+  fi
+  hits=$(echo "$WARM_STATS" | sed -n 's/.*"last_build":{"actions":\([0-9]*\),"action_cache_hits":\([0-9]*\).*/\2\/\1/p')
+  remote=$(echo "$COLD_STATS" | sed -n 's/.*"last_build":{[^}]*"remote_executions":\([0-9]*\).*/\1/p')
+  ROWS+=("$(printf '%-15s %7s %8s %8s %6s %8s %6s %9s %9s %9s' "$w" "$NCRATES" \
+    "$T_LOCAL" "$T_COLD" "$(ratio "$T_COLD" "$T_LOCAL")" \
+    "$T_WARM" "$(ratio "$T_WARM" "$T_LOCAL")" "$T_SC_COLD" "$T_SC_WARM" \
+    "${remote:-?}/${hits:-?}")")
+  cd "$ROOT"
+done
+
+echo
+echo "cargo-distbuild bench ($(nproc) CPUs, $WORKERS local workers; seconds; ratio = / local)"
+printf '%-15s %7s %8s %8s %6s %8s %6s %9s %9s %9s\n' workload crates local \
+  dist-cold ratio dist-warm ratio sccache-c sccache-w rem/hit/act
+for r in "${ROWS[@]}"; do echo "$r"; done
+echo "goals: cold <= 1.10x local; warm <= 0.50x local and faster than sccache warm"

@@ -1,0 +1,338 @@
+#!/usr/bin/env python3
+"""End to end: cargo through cargo-distbuild-wrapper against a real
+scheduler and two workers (separate processes).
+
+Checks: the build succeeds and the binary prints the expected lines; every
+rlib/rmeta and the binary are byte-identical to a plain local build; after
+`cargo clean` every distributable action is a cache hit and no Execute
+reaches a worker; editing one crate misses only it and its dependents;
+env!/option_env!/include_str! inputs invalidate; a compile error shows the
+same diagnostics as local rustc and is not cached; two concurrent builds
+share the CAS (and a fresh checkout at the same path hits 100%); with the
+scheduler down the build still succeeds through local fallback.
+
+Everything is offline; CARGO_HOME, caches and target dirs live in a temp
+dir under $HOME (the exec root must be a common ancestor of the toolchain
+and the workspace other than "/"). Exit 77 = skipped.
+"""
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+EXPECTED = ["Welcome to TestApp v1.0.0", "[TestApp] 5 + 3 = 8",
+            "[TestApp] fib(30) = 832040, gcd(84, 36) = 12"]
+LIBS = ["lib_common", "lib_math", "lib_utils", "lib_parser", "lib_advanced"]
+
+
+class Fail(Exception):
+    pass
+
+
+def check(cond, msg):
+    if not cond:
+        raise Fail(msg)
+    print("  ok: " + msg, flush=True)
+
+
+def common(a, b):
+    pa, pb = a.rstrip("/").split("/"), b.rstrip("/").split("/")
+    n = 0
+    while n < min(len(pa), len(pb)) and pa[n] == pb[n]:
+        n += 1
+    return "/".join(pa[:n]) or "/"
+
+
+class Cluster:
+    def __init__(self, bindir, base):
+        self.bin = os.path.join(bindir, "cargo-distbuild")
+        self.base = base
+        self.procs = {}
+        self.port = None
+
+    def start_scheduler(self, port=0):
+        d = os.path.join(self.base, "sched")
+        os.makedirs(d, exist_ok=True)
+        pf = os.path.join(d, "port")
+        if os.path.exists(pf):
+            os.unlink(pf)
+        log = open(os.path.join(d, "log"), "ab")
+        self.procs["sched"] = subprocess.Popen(
+            [self.bin, "scheduler", "run", "--listen", "127.0.0.1:%d" % port,
+             "--port-file", pf, "--cas-dir", os.path.join(d, "cas"),
+             "--http-listen", "off"], stdout=log, stderr=log)
+        for _ in range(100):
+            if os.path.exists(pf) and open(pf).read().strip():
+                break
+            time.sleep(0.05)
+        self.port = int(open(pf).read().strip())
+
+    def start_workers(self, n=2):
+        for i in range(1, n + 1):
+            wid = "worker-%d" % i
+            log = open(os.path.join(self.base, wid + ".log"), "ab")
+            self.procs[wid] = subprocess.Popen(
+                [self.bin, "worker", "run", "--id", wid, "--scheduler",
+                 "127.0.0.1:%d" % self.port, "--cache-dir",
+                 os.path.join(self.base, wid)], stdout=log, stderr=log)
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            if self.sched_log().count("worker joined") >= n:
+                return
+            time.sleep(0.1)
+        raise Fail("workers did not join")
+
+    def sched_log(self):
+        return open(os.path.join(self.base, "sched", "log"),
+                    errors="replace").read()
+
+    def dispatches(self):
+        return self.sched_log().count("dispatching")
+
+    def stop(self, name):
+        p = self.procs.pop(name, None)
+        if p and p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+
+    def stop_all(self):
+        for name in list(self.procs):
+            self.stop(name)
+
+
+class Env:
+    def __init__(self, bindir, base, cluster):
+        self.bindir = bindir
+        self.cluster = cluster
+        self.env = dict(os.environ)
+        self.env.update({
+            "CARGO_HOME": os.path.join(base, "cargo-home"),
+            "CARGO_DISTBUILD_CACHE_DIR": os.path.join(base, "cache"),
+            "CARGO_DISTBUILD_STATS_DIR": os.path.join(base, "stats"),
+            "CARGO_DISTBUILD_TIMEOUT": "120",
+            "CARGO_TERM_COLOR": "never",
+        })
+        for k in ("RUSTC_WRAPPER", "RUSTC_WORKSPACE_WRAPPER",
+                  "CARGO_TARGET_DIR", "CARGO_DISTBUILD_LOG", "TESTAPP_CHANNEL",
+                  "TESTAPP_GREETING", "CARGO_BUILD_TARGET_DIR"):
+            self.env.pop(k, None)
+
+    def run(self, cmd, cwd, extra=None, check_rc=True):
+        env = dict(self.env)
+        env["CARGO_DISTBUILD_SCHEDULER"] = "127.0.0.1:%d" % self.cluster.port
+        env.update(extra or {})
+        p = subprocess.run(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, text=True)
+        if check_rc and p.returncode != 0:
+            print(p.stdout)
+            raise Fail("%s failed (%d)" % (" ".join(cmd), p.returncode))
+        return p
+
+    def distbuild(self, ws, extra=None, check_rc=True):
+        # The cargo-subcommand argv shape: cargo-distbuild distbuild build
+        p = self.run([os.path.join(self.bindir, "cargo-distbuild"),
+                      "distbuild", "build", "--offline"], ws, extra, check_rc)
+        st = json.loads(self.run([os.path.join(self.bindir, "cargo-distbuild"),
+                                  "stats", "--json"], ws).stdout)
+        return p, st["last_build"]
+
+    def cargo(self, args, ws, extra=None, check_rc=True):
+        e = {"CARGO_INCREMENTAL": "0"}
+        e.update(extra or {})
+        return self.run(["cargo"] + args, ws, e, check_rc)
+
+
+def compiled(out):
+    return sorted(set(re.findall(r"\[distbuild\] (\w+): compiled on", out)))
+
+
+def copy_ws(src, dst):
+    shutil.rmtree(dst, ignore_errors=True)
+    shutil.copytree(src, dst, ignore=shutil.ignore_patterns("target"))
+
+
+def artifacts(ws):
+    deps = os.path.join(ws, "target", "debug", "deps")
+    out = {}
+    for f in sorted(os.listdir(deps)):
+        if f.endswith((".rlib", ".rmeta")):
+            out[f] = open(os.path.join(deps, f), "rb").read()
+    out["main-binary"] = open(os.path.join(ws, "target", "debug",
+                                           "main-binary"), "rb").read()
+    return out
+
+
+def diagnostics(out):
+    lines = out.splitlines()
+    start = next(i for i, l in enumerate(lines) if l.startswith("error"))
+    end = next(i for i, l in enumerate(lines)
+               if l.startswith("error: could not compile"))
+    return "\n".join(l for l in lines[start:end]
+                     if not l.startswith("[distbuild]"))
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--bin-dir", required=True)
+    ap.add_argument("--workspace", required=True)
+    a = ap.parse_args()
+    bindir = os.path.abspath(a.bin_dir)
+    sysroot = subprocess.run(["rustc", "--print", "sysroot"], text=True,
+                             capture_output=True, check=True).stdout.strip()
+    home = os.path.expanduser("~")
+    os.makedirs(os.path.join(home, ".cache"), exist_ok=True)
+    base = tempfile.mkdtemp(prefix="distbuild-wrapper-e2e-",
+                            dir=os.path.join(home, ".cache"))
+    if common(sysroot, base) == "/":
+        print("SKIP: toolchain %s and %s share no exec root" % (sysroot, base))
+        return 77
+    cl = Cluster(bindir, base)
+    E = Env(bindir, base, cl)
+    ok = False
+    try:
+        cl.start_scheduler()
+        cl.start_workers(2)
+        ws = os.path.join(base, "ws1")
+        copy_ws(a.workspace, ws)
+        t0 = time.time()
+
+        print("1. local baseline, then a distributed cold build", flush=True)
+        E.cargo(["build", "--offline"], ws)
+        local = artifacts(ws)
+        E.cargo(["clean"], ws)
+        p, st = E.distbuild(ws)
+        check(st["actions"] == 5 and st["remote_executions"] == 5 and
+              st["fallbacks"] == 0, "5 remote executions, no fallback: %s"
+              % {k: st[k] for k in ("actions", "remote_executions",
+                                    "fallbacks", "local")})
+        check(st["local"] == 2, "build script + binary ran locally")
+        check("cargo-distbuild report" in p.stdout, "report printed")
+        run = subprocess.run([os.path.join(ws, "target/debug/main-binary")],
+                             capture_output=True, text=True, check=True)
+        check(run.stdout.splitlines()[:3] == EXPECTED, "binary output")
+        remote = artifacts(ws)
+        check(sorted(remote) == sorted(local) and
+              all(remote[k] == local[k] for k in local),
+              "%d rlib/rmeta files and the binary byte-identical to local"
+              % (len(local) - 1))
+
+        print("2. cargo clean + rebuild: all hits", flush=True)
+        d0 = cl.dispatches()
+        E.cargo(["clean"], ws)
+        p, st = E.distbuild(ws)
+        check(st["action_cache_hits"] == 5 and st["remote_executions"] == 0,
+              "5/5 action-cache hits")
+        check(cl.dispatches() == d0, "no Execute reached a worker")
+        check("hit rate:                            100%" in p.stdout,
+              "report says 100%")
+        check(st["time_saved_ms"] > 0, "time saved reported")
+        check(artifacts(ws) == local, "hit outputs byte-identical")
+
+        print("3. edit lib-utils: only it and its dependents miss", flush=True)
+        with open(os.path.join(ws, "lib-utils/src/lib.rs"), "a") as f:
+            f.write("\npub fn e2e_marker() -> u32 {\n    7\n}\n")
+        p, st = E.distbuild(ws)
+        check(compiled(p.stdout) == ["lib_advanced", "lib_parser",
+                                     "lib_utils"],
+              "misses: %s" % compiled(p.stdout))
+
+        print("4. env! / option_env! / include_str! invalidate", flush=True)
+        p, st = E.distbuild(ws, {"TESTAPP_CHANNEL": "beta"})
+        check("lib_common" in compiled(p.stdout), "build-script env -> miss")
+        run = subprocess.run([os.path.join(ws, "target/debug/main-binary")],
+                             capture_output=True, text=True, check=True)
+        check('"channel": "beta"' in run.stdout, "binary sees channel beta")
+        with open(os.path.join(ws, "lib-common/data/app_name.txt"), "w") as f:
+            f.write("DistApp")
+        p, st = E.distbuild(ws, {"TESTAPP_CHANNEL": "beta"})
+        check("lib_common" in compiled(p.stdout), "include_str! file -> miss")
+        p, st = E.distbuild(ws, {"TESTAPP_CHANNEL": "beta",
+                                 "TESTAPP_GREETING": "Howdy"})
+        check("lib_common" in compiled(p.stdout), "option_env! var -> miss")
+        run = subprocess.run([os.path.join(ws, "target/debug/main-binary")],
+                             capture_output=True, text=True, check=True)
+        check(run.stdout.startswith("Howdy DistApp v1.0.0"),
+              "binary: %r" % run.stdout.splitlines()[0])
+
+        print("5. compile error: same diagnostics, not cached", flush=True)
+        src = os.path.join(ws, "lib-math/src/lib.rs")
+        orig = open(src).read()
+        with open(src, "a") as f:
+            f.write('\npub fn broken() -> u32 {\n    "not a number"\n}\n')
+        extra = {"TESTAPP_CHANNEL": "beta", "TESTAPP_GREETING": "Howdy"}
+        lp = E.cargo(["build", "--offline"], ws,
+                     dict(extra, CARGO_TARGET_DIR=os.path.join(base, "lt")),
+                     check_rc=False)
+        p, st = E.distbuild(ws, extra, check_rc=False)
+        check(p.returncode != 0 and lp.returncode != 0, "non-zero exit")
+        check(diagnostics(p.stdout) == diagnostics(lp.stdout),
+              "diagnostics identical to local rustc")
+        check(st["compile_errors"] == 1 and st["fallbacks"] == 0,
+              "the error ran remotely")
+        p, st = E.distbuild(ws, extra, check_rc=False)
+        check(st["compile_errors"] == 1 and st["action_cache_hits"] == 0,
+              "failed action not cached")
+        with open(src, "w") as f:
+            f.write(orig)
+
+        print("6. two concurrent builds share the cache", flush=True)
+        ws2, ws3 = os.path.join(base, "ws2"), os.path.join(base, "ws3")
+        copy_ws(a.workspace, ws2)
+        copy_ws(a.workspace, ws3)
+        env = dict(E.env)
+        env["CARGO_DISTBUILD_SCHEDULER"] = "127.0.0.1:%d" % cl.port
+        procs = [subprocess.Popen(
+            [os.path.join(bindir, "cargo-distbuild"), "build", "--offline"],
+            cwd=w, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            text=True) for w in (ws2, ws3)]
+        outs = [pr.communicate()[0] for pr in procs]
+        check(all(pr.returncode == 0 for pr in procs), "both builds succeed")
+        for out in outs:
+            m = re.search(r"uploaded: +([\d.]+ \w+) on the wire", out)
+            check(m and not m.group(1).endswith(("MB", "GB")),
+                  "toolchain not uploaded again (%s)" % m.group(1))
+            check("local fallbacks:                     0" in out,
+                  "no fallback")
+        copy_ws(a.workspace, ws2)  # a fresh checkout at the same path
+        p, st = E.distbuild(ws2)
+        check(st["action_cache_hits"] == 5, "fresh checkout: 5/5 hits")
+
+        print("7. scheduler down: local fallback", flush=True)
+        cl.stop("sched")
+        E.cargo(["clean"], ws)
+        p, st = E.distbuild(ws, extra)
+        check(st["fallbacks"] == 5 and st["actions"] == 5,
+              "5 fallbacks counted")
+        check("unreachable" in p.stdout, "fallback reason printed")
+        run = subprocess.run([os.path.join(ws, "target/debug/main-binary")],
+                             capture_output=True, text=True, check=True)
+        check(run.stdout.startswith("Howdy DistApp"), "binary still works")
+        print("wrapper e2e: ok (%.1fs)" % (time.time() - t0))
+        ok = True
+        return 0
+    except Fail as e:
+        print("FAIL: %s" % e)
+        for f in ("sched/log", "worker-1.log", "worker-2.log"):
+            path = os.path.join(base, f)
+            if os.path.exists(path):
+                print("--- %s (tail)" % f)
+                print("".join(open(path, errors="replace").readlines()[-15:]))
+        return 1
+    finally:
+        cl.stop_all()
+        if ok:
+            shutil.rmtree(base, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

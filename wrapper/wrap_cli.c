@@ -1,0 +1,172 @@
+/* cargo distbuild build / stats; see wrap_cli.h. */
+#include "wrap_cli.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "wrap_stats.h"
+#include "wrap_util.h"
+
+/* The wrapper binary: next to this executable, else on PATH. */
+static char *find_wrapper(void) {
+  char self[PATH_MAX];
+  const char *e = getenv("CARGO_DISTBUILD_WRAPPER");
+  ssize_t n;
+  struct stat st;
+  if (e != NULL && *e)
+    return strdup(e);
+  n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+  if (n > 0) {
+    char *slash, *p;
+    self[n] = '\0';
+    slash = strrchr(self, '/');
+    if (slash != NULL) {
+      *slash = '\0';
+      p = wrap_fmt("%s/cargo-distbuild-wrapper", self);
+      if (p != NULL && stat(p, &st) == 0 && (st.st_mode & S_IXUSR))
+        return p;
+      free(p);
+    }
+  }
+  e = getenv("PATH");
+  if (e != NULL) {
+    char *path = strdup(e), *save = NULL;
+    for (char *d = path ? strtok_r(path, ":", &save) : NULL; d;
+         d = strtok_r(NULL, ":", &save)) {
+      char *p = wrap_fmt("%s/cargo-distbuild-wrapper", d);
+      if (p != NULL && stat(p, &st) == 0 && (st.st_mode & S_IXUSR)) {
+        free(path);
+        return p;
+      }
+      free(p);
+    }
+    free(path);
+  }
+  return NULL;
+}
+
+static void build_usage(FILE *f) {
+  fprintf(f, "usage: cargo distbuild build [--workspace-only] "
+             "[--scheduler HOST:PORT] [cargo build args...]\n");
+}
+
+int wrap_cli_build(int argc, char **argv) {
+  wrap_strv cmd = {0};
+  char *wrapper = NULL, *stats_path = NULL, *id = NULL;
+  const char *cargo = getenv("CARGO");
+  int workspace_only = 0, i = 1, code = 1, st = 0;
+  pid_t pid;
+  wrap_stats_sum last, total;
+
+  for (; i < argc; i++) {
+    if (strcmp(argv[i], "--workspace-only") == 0) {
+      workspace_only = 1;
+    } else if (strcmp(argv[i], "--scheduler") == 0 && i + 1 < argc) {
+      setenv("CARGO_DISTBUILD_SCHEDULER", argv[++i], 1);
+    } else if (strncmp(argv[i], "--scheduler=", 12) == 0) {
+      setenv("CARGO_DISTBUILD_SCHEDULER", argv[i] + 12, 1);
+    } else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
+      build_usage(stdout);
+      return 0;
+    } else {
+      break;
+    }
+  }
+  wrapper = find_wrapper();
+  if (wrapper == NULL) {
+    fprintf(stderr, "cargo-distbuild: cannot find cargo-distbuild-wrapper "
+                    "(next to this binary or on PATH)\n");
+    goto out;
+  }
+  id = wrap_fmt("b%lld-%ld", (long long)wrap_now_ms(), (long)getpid());
+  if (id == NULL)
+    goto out;
+  setenv(workspace_only ? "RUSTC_WORKSPACE_WRAPPER" : "RUSTC_WRAPPER", wrapper,
+         1);
+  setenv("CARGO_INCREMENTAL", "0", 1);
+  setenv("CARGO_DISTBUILD_BUILD_ID", id, 1);
+  if (wrap_strv_add(&cmd, cargo && *cargo ? cargo : "cargo") != 0 ||
+      wrap_strv_add(&cmd, "build") != 0)
+    goto out;
+  for (; i < argc; i++)
+    if (wrap_strv_add(&cmd, argv[i]) != 0)
+      goto out;
+  fflush(NULL);
+  pid = fork();
+  if (pid < 0) {
+    perror("cargo-distbuild: fork");
+    goto out;
+  }
+  if (pid == 0) {
+    execvp(cmd.v[0], cmd.v);
+    fprintf(stderr, "cargo-distbuild: cannot run %s: %s\n", cmd.v[0],
+            strerror(errno));
+    _exit(127);
+  }
+  while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+    ;
+  code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+  stats_path = wrap_stats_path();
+  if (stats_path != NULL &&
+      wrap_stats_load(stats_path, id, &last, &total, NULL) == 0) {
+    char title[160];
+    snprintf(title, sizeof(title), "\ncargo-distbuild report (build %s):", id);
+    wrap_stats_print(stderr, title, &last);
+  }
+out:
+  free(wrapper);
+  free(stats_path);
+  free(id);
+  wrap_strv_free(&cmd);
+  return code;
+}
+
+int wrap_cli_stats(int argc, char **argv) {
+  int json = 0, rv;
+  char *path, *id = NULL;
+  wrap_stats_sum last, total;
+  for (int i = 1; i < argc; i++) {
+    if (strcmp(argv[i], "--json") == 0) {
+      json = 1;
+    } else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
+      printf("usage: cargo distbuild stats [--json]\n");
+      return 0;
+    } else {
+      fprintf(stderr, "cargo-distbuild stats: unknown argument '%s'\n",
+              argv[i]);
+      return 2;
+    }
+  }
+  path = wrap_stats_path();
+  if (path == NULL)
+    return 1;
+  rv = wrap_stats_load(path, NULL, &last, &total, &id);
+  if (rv != 0) {
+    fprintf(stderr, "cargo-distbuild stats: cannot read %s\n", path);
+    free(path);
+    return 1;
+  }
+  if (json) {
+    printf("{\"stats_file\":\"%s\",\"last_build_id\":\"%s\",\"last_build\":",
+           path, id ? id : "");
+    wrap_stats_json(stdout, &last);
+    printf(",\"total\":");
+    wrap_stats_json(stdout, &total);
+    printf("}\n");
+  } else {
+    char title[160];
+    snprintf(title, sizeof(title), "Last build (%s):", id ? id : "none");
+    wrap_stats_print(stdout, title, &last);
+    printf("\n");
+    wrap_stats_print(stdout, "All builds:", &total);
+  }
+  free(id);
+  free(path);
+  return 0;
+}

@@ -1,0 +1,22 @@
+/*
+ * `cargo distbuild build` and `cargo distbuild stats`, dispatched from the
+ * cargo-distbuild binary's main. Both accept being called as a cargo
+ * subcommand (cargo runs `cargo-distbuild distbuild build ...`; main
+ * strips the "distbuild" word before calling these).
+ *
+ * build [--workspace-only] [--scheduler HOST:PORT] [cargo build args...]
+ *   Runs `cargo build` with the wrapper set (RUSTC_WRAPPER, or
+ *   RUSTC_WORKSPACE_WRAPPER with --workspace-only), CARGO_INCREMENTAL=0
+ *   and a fresh CARGO_DISTBUILD_BUILD_ID, then prints the action-cache
+ *   report of that build to stderr. Exit code: cargo's.
+ * stats [--json]
+ *   The last build and the cumulative totals from the stats store.
+ */
+#ifndef WRAP_CLI_H
+#define WRAP_CLI_H
+
+/* argv[0] is the subcommand word ("build" / "stats"). */
+int wrap_cli_build(int argc, char **argv);
+int wrap_cli_stats(int argc, char **argv);
+
+#endif

@@ -1,0 +1,295 @@
+/* One wrapper call from start to exit code; see wrap_exec.h. */
+#include "wrap_exec.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "db_err.h"
+#include "db_log.h"
+#include "wrap_action.h"
+#include "wrap_args.h"
+#include "wrap_config.h"
+#include "wrap_remote.h"
+#include "wrap_stats.h"
+#include "wrap_util.h"
+
+extern char **environ;
+
+/* After an unreachable scheduler, later wrappers skip it for a while
+ * instead of each waiting for a connect timeout. */
+#define BREAKER_MS 5000
+
+typedef struct call {
+  wrap_args *args;
+  const char *crate;
+  char *cache_dir;
+  char *target;
+  int64_t start_ms;
+  wrap_stat_rec rec;
+} call;
+
+/* A progress line on stderr (one write; cargo passes non-JSON lines
+ * through as they are). */
+static void say(int level, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void say(int level, const char *fmt, ...) {
+  char line[1024];
+  va_list ap;
+  int n;
+  if (level > db_log_level())
+    return;
+  n = snprintf(line, sizeof(line), "[distbuild] ");
+  va_start(ap, fmt);
+  n += vsnprintf(line + n, sizeof(line) - (size_t)n - 1, fmt, ap);
+  va_end(ap);
+  if (n > (int)sizeof(line) - 2)
+    n = (int)sizeof(line) - 2;
+  line[n++] = '\n';
+  if (write(STDERR_FILENO, line, (size_t)n) < 0) {
+    /* stderr gone: nothing to do */
+  }
+}
+
+static void write_all(int fd, const uint8_t *p, size_t n) {
+  while (n > 0) {
+    ssize_t w = write(fd, p, n);
+    if (w < 0) {
+      if (errno == EINTR)
+        continue;
+      return;
+    }
+    p += w;
+    n -= (size_t)w;
+  }
+}
+
+static void finish_rec(call *c, const char *kind, int exit_code) {
+  c->rec.kind = kind;
+  c->rec.crate = c->crate;
+  c->rec.exit_code = exit_code;
+  c->rec.wall_ms = wrap_now_ms() - c->start_ms;
+  (void)wrap_stats_append(&c->rec);
+}
+
+static char *breaker_path(const call *c) {
+  char key[17];
+  wrap_hash_str(c->target, key, 16);
+  return wrap_fmt("%s/unreachable-%s", c->cache_dir, key);
+}
+
+static int breaker_open(const call *c) {
+  char *p = breaker_path(c);
+  struct stat st;
+  int open_ = 0;
+  if (p != NULL && stat(p, &st) == 0) {
+    int64_t age = wrap_now_ms() - ((int64_t)st.st_mtim.tv_sec * 1000 +
+                                   st.st_mtim.tv_nsec / 1000000);
+    open_ = age >= 0 && age < BREAKER_MS;
+  }
+  free(p);
+  return open_;
+}
+
+static void breaker_trip(const call *c, int on) {
+  char *p = breaker_path(c);
+  if (p == NULL)
+    return;
+  if (on)
+    (void)wrap_write_atomic(p, "", 0, 0644);
+  else
+    unlink(p);
+  free(p);
+}
+
+/* Run rustc locally as a child (so dep-info can be learnt afterwards). */
+static int run_local(call *c, char **argv) {
+  pid_t pid;
+  int st = 0;
+  pid = fork();
+  if (pid < 0)
+    return 127;
+  if (pid == 0) {
+    execv(argv[0], argv);
+    fprintf(stderr, "cargo-distbuild-wrapper: cannot run %s: %s\n", argv[0],
+            strerror(errno));
+    _exit(127);
+  }
+  while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+    ;
+  if (WIFSIGNALED(st))
+    return 128 + WTERMSIG(st);
+  st = WEXITSTATUS(st);
+  if (st == 0 && c->cache_dir != NULL)
+    (void)wrap_action_learn(c->args, environ, c->cache_dir, NULL, NULL);
+  return st;
+}
+
+static int fallback(call *c, char **argv, const char *why) {
+  int code;
+  say(DB_LOG_WARN, "%s: running rustc locally: %s", c->crate, why);
+  c->rec.reason = why;
+  code = run_local(c, argv);
+  finish_rec(c, WRAP_KIND_FALLBACK, code);
+  return code;
+}
+
+static void on_progress(void *ctx, const char *stage,
+                        const wrap_remote_result *r) {
+  call *c = ctx;
+  char b[32];
+  if (strcmp(stage, "miss") == 0)
+    say(DB_LOG_INFO, "%s: cache miss, executing remotely (uploaded %s)",
+        c->crate, wrap_fmt_bytes(r->up_wire, b, sizeof(b)));
+}
+
+static int distributed(call *c, char **argv) {
+  wrap_dcache *dc = NULL;
+  wrap_action *act = NULL;
+  wrap_remote *rem = NULL;
+  wrap_remote_result res = {0};
+  wrap_strv extra = {0}, missing = {0};
+  const char *reason = NULL;
+  const char *e;
+  int64_t timeout_s = 600;
+  int rv, code = 0;
+
+  c->target = wrap_config_scheduler(c->args->cwd);
+  if (c->target == NULL)
+    return fallback(c, argv, "out of memory");
+  (void)wrap_action_record_closure(c->args, c->cache_dir);
+  if (breaker_open(c)) {
+    char *why = wrap_fmt("scheduler unreachable at %s (recently)", c->target);
+    code = fallback(c, argv, why ? why : "scheduler unreachable");
+    free(why);
+    return code;
+  }
+  e = getenv("CARGO_DISTBUILD_TIMEOUT");
+  if (e != NULL && atoi(e) > 0)
+    timeout_s = atoi(e);
+  rv = wrap_dcache_open(c->cache_dir, &dc);
+  if (rv == 0)
+    rv = wrap_remote_new(c->target, timeout_s * 1000, &rem);
+  if (rv != 0) {
+    code = fallback(c, argv, db_strerror(rv));
+    goto out;
+  }
+  for (int round = 0; round < 2; round++) {
+    wrap_action_free(act);
+    act = NULL;
+    wrap_remote_result_clear(&res);
+    rv = wrap_action_build(c->args, environ, c->cache_dir, dc, &extra, &act,
+                           &reason);
+    if (rv != 0) {
+      code = fallback(c, argv, reason ? reason : db_strerror(rv));
+      goto out;
+    }
+    rv = wrap_remote_run(rem, act, on_progress, c, &res);
+    c->rec.up_raw += res.up_raw;
+    c->rec.up_wire += res.up_wire;
+    c->rec.down_raw += res.down_raw;
+    c->rec.down_wire += res.down_wire;
+    if (rv < 0) {
+      if (rv == DB_EUNAVAIL && strstr(res.reason, "unreachable") != NULL)
+        breaker_trip(c, 1);
+      code = fallback(c, argv, res.reason[0] ? res.reason : db_strerror(rv));
+      goto out;
+    }
+    if (res.exit_code != 0)
+      break;
+    wrap_strv_free(&missing);
+    (void)wrap_action_learn(c->args, environ, c->cache_dir, act, &missing);
+    if (missing.n == 0)
+      break;
+    /* rustc read variables the action did not carry: run again with them
+     * (the result just written may differ from a local build). */
+    for (size_t i = 0; i < missing.n; i++)
+      (void)wrap_strv_add(&extra, missing.v[i]);
+    say(DB_LOG_INFO, "%s: dep-info names %s, rebuilding with it", c->crate,
+        missing.v[0]);
+    if (round == 1) {
+      code = fallback(c, argv, "environment dependencies keep changing");
+      goto out;
+    }
+  }
+  if (res.exit_code != 0 && !act->have_record) {
+    /* First compile of this crate failed remotely: the action may lack an
+     * input only dep-info would have told us about. Trust local rustc. */
+    code = fallback(c, argv, "remote compile failed before dep-info was known");
+    goto out;
+  }
+  write_all(STDOUT_FILENO, res.out, res.out_len);
+  write_all(STDERR_FILENO, res.err, res.err_len);
+  code = res.exit_code;
+  if (rv == WRAP_REMOTE_HIT) {
+    c->rec.saved_ms = res.exec_ms;
+    say(DB_LOG_INFO, "%s: cache hit (saved %.2fs)", c->crate,
+        (double)res.exec_ms / 1000.0);
+    finish_rec(c, WRAP_KIND_HIT, code);
+  } else {
+    c->rec.exec_ms = res.exec_ms;
+    say(DB_LOG_INFO, "%s: %s on %s in %.2fs", c->crate,
+        code == 0 ? "compiled" : "compile error",
+        res.worker[0] ? res.worker : "worker", (double)res.exec_ms / 1000.0);
+    finish_rec(c, code == 0 ? WRAP_KIND_REMOTE : WRAP_KIND_ERROR, code);
+  }
+out:
+  wrap_remote_result_clear(&res);
+  wrap_strv_free(&extra);
+  wrap_strv_free(&missing);
+  wrap_action_free(act);
+  wrap_remote_free(rem);
+  wrap_dcache_free(dc);
+  return code;
+}
+
+int wrap_exec_main(int argc, char **argv) {
+  call c;
+  const char *reason;
+  const char *dis = getenv("CARGO_DISTBUILD_DISABLE");
+  int code;
+  memset(&c, 0, sizeof(c));
+  c.start_ms = wrap_now_ms();
+  if (argc < 1) {
+    fprintf(stderr, "usage: cargo-distbuild-wrapper RUSTC [ARGS...]\n");
+    return 2;
+  }
+  if (wrap_args_parse(argc, argv, NULL, &c.args) != 0) {
+    execv(argv[0], argv);
+    fprintf(stderr, "cargo-distbuild-wrapper: cannot run %s: %s\n", argv[0],
+            strerror(errno));
+    return 127;
+  }
+  c.crate = c.args->crate_name ? c.args->crate_name : "?";
+  reason = wrap_args_local_reason(c.args);
+  if (reason == NULL && dis != NULL && *dis && strcmp(dis, "0") != 0)
+    reason = "CARGO_DISTBUILD_DISABLE is set";
+  if (reason == NULL)
+    c.cache_dir = wrap_cache_dir();
+  if (reason != NULL || c.cache_dir == NULL) {
+    if (wrap_args_is_compile(c.args)) {
+      char *cd = wrap_cache_dir();
+      /* rlib outputs of local calls still get closure records. */
+      if (cd != NULL && c.args->out_dir != NULL)
+        (void)wrap_action_record_closure(c.args, cd);
+      free(cd);
+      c.rec.reason = reason ? reason : "no cache directory";
+      finish_rec(&c, WRAP_KIND_LOCAL, 0);
+    }
+    execv(argv[0], argv);
+    fprintf(stderr, "cargo-distbuild-wrapper: cannot run %s: %s\n", argv[0],
+            strerror(errno));
+    return 127;
+  }
+  code = distributed(&c, argv);
+  free(c.cache_dir);
+  free(c.target);
+  wrap_args_free(c.args);
+  return code;
+}

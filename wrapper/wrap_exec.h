@@ -1,0 +1,24 @@
+/*
+ * The cargo-distbuild-wrapper flow for one rustc call (argv[0] = rustc,
+ * argv[1..] = its arguments, as cargo passes them after the wrapper):
+ *
+ *  - not distributable (binaries, proc-macros, build scripts, queries):
+ *    execv(rustc) at once, after appending a "local" stats record;
+ *  - distributable: build the Action, GetActionResult; on a hit download
+ *    the outputs; on a miss upload the missing inputs and Execute; write
+ *    the outputs, replay stdout/stderr byte for byte, exit with rustc's
+ *    code. Infrastructure failures fall back to a local rustc with one line
+ *    saying why; compile errors are replayed like local rustc output.
+ *
+ * Environment: CARGO_DISTBUILD_SCHEDULER (see wrap_config.h),
+ * CARGO_DISTBUILD_LOG=quiet|error|warn|info|debug (progress lines are
+ * info, fallback lines warn), CARGO_DISTBUILD_DISABLE=1 (always local),
+ * CARGO_DISTBUILD_TIMEOUT (seconds per remote execution, default 600).
+ */
+#ifndef WRAP_EXEC_H
+#define WRAP_EXEC_H
+
+/* Returns the process exit code, or does not return (execv). */
+int wrap_exec_main(int argc, char **argv);
+
+#endif

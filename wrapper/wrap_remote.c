@@ -1,0 +1,490 @@
+/* Remote execution of one action; see wrap_remote.h. */
+#include "wrap_remote.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cas_client.h"
+#include "db_err.h"
+#include "db_log.h"
+#include "reapi_pb.h"
+#include "rpc_client.h"
+
+typedef Build__Bazel__Remote__Execution__V2__GetActionResultRequest PbGetAR;
+typedef Build__Bazel__Remote__Execution__V2__ExecuteRequest PbExecReq;
+typedef Build__Bazel__Remote__Execution__V2__ExecuteResponse PbExecResp;
+typedef Build__Bazel__Remote__Execution__V2__WaitExecutionRequest PbWaitReq;
+typedef Build__Bazel__Remote__Execution__V2__ExecutedActionMetadata PbMeta;
+
+#define PATH_GET_AR                                                            \
+  "/build.bazel.remote.execution.v2.ActionCache/GetActionResult"
+#define PATH_EXECUTE "/build.bazel.remote.execution.v2.Execution/Execute"
+#define PATH_WAIT "/build.bazel.remote.execution.v2.Execution/WaitExecution"
+#define EXEC_RESP_TYPE                                                         \
+  "type.googleapis.com/build.bazel.remote.execution.v2.ExecuteResponse"
+
+struct wrap_remote {
+  char *target;
+  cas_client *cas;
+  int64_t timeout_ms;
+};
+
+int wrap_remote_new(const char *target, int64_t timeout_ms, wrap_remote **out) {
+  wrap_remote *r = calloc(1, sizeof(*r));
+  cas_client_opts o = {0};
+  int rv;
+  *out = NULL;
+  if (r == NULL)
+    return DB_ENOMEM;
+  r->target = strdup(target);
+  r->timeout_ms = timeout_ms > 0 ? timeout_ms : 600000;
+  o.timeout_ms = 60000;
+  o.max_inflight = 16;
+  rv = r->target ? cas_client_new(target, &o, &r->cas) : DB_ENOMEM;
+  if (rv != 0) {
+    wrap_remote_free(r);
+    return rv;
+  }
+  *out = r;
+  return 0;
+}
+
+void wrap_remote_free(wrap_remote *r) {
+  if (r == NULL)
+    return;
+  cas_client_free(r->cas);
+  free(r->target);
+  free(r);
+}
+
+void wrap_remote_result_clear(wrap_remote_result *res) {
+  free(res->out);
+  free(res->err);
+  memset(res, 0, sizeof(*res));
+}
+
+static int64_t ts_ms(const Google__Protobuf__Timestamp *t) {
+  return t ? t->seconds * 1000 + t->nanos / 1000000 : 0;
+}
+
+static int64_t exec_duration(const PbMeta *m) {
+  if (m == NULL)
+    return 0;
+  if (m->execution_start_timestamp && m->execution_completed_timestamp)
+    return ts_ms(m->execution_completed_timestamp) -
+           ts_ms(m->execution_start_timestamp);
+  if (m->worker_start_timestamp && m->worker_completed_timestamp)
+    return ts_ms(m->worker_completed_timestamp) -
+           ts_ms(m->worker_start_timestamp);
+  return 0;
+}
+
+static void reason(wrap_remote_result *res, const char *what,
+                   const rpc_status *st) {
+  snprintf(res->reason, sizeof(res->reason), "%s: %s%s%s", what,
+           rpc_code_name(st->code), st->message ? " " : "",
+           st->message ? st->message : "");
+}
+
+/* Download the outputs of ar (only paths the action declared), then
+ * stdout/stderr into memory. */
+static int fetch_outputs(wrap_remote *r, const wrap_action *act,
+                         const PbActionResult *ar, wrap_remote_result *res) {
+  cas_blob_dst *dst = calloc(ar->n_output_files + 2, sizeof(*dst));
+  char **paths = calloc(ar->n_output_files + 1, sizeof(*paths));
+  size_t n = 0;
+  int rv = 0, iout = -1, ierr = -1;
+  if (dst == NULL || paths == NULL) {
+    rv = DB_ENOMEM;
+    goto out;
+  }
+  for (size_t i = 0; i < ar->n_output_files; i++) {
+    const PbOutputFile *f = ar->output_files[i];
+    char *abs = wrap_path_join(act->out_base, f->path);
+    if (abs == NULL) {
+      rv = DB_ENOMEM;
+      goto out;
+    }
+    if (!wrap_strv_has(&act->outputs, abs) ||
+        reapi_pb_digest_get(f->digest, &dst[n].digest) != 0) {
+      DB_WARN("wrapper", "ignoring unexpected output %s", f->path);
+      free(abs);
+      continue;
+    }
+    paths[n] = abs;
+    dst[n].path = abs;
+    dst[n].mode = f->is_executable ? 0755 : 0644;
+    n++;
+  }
+  if (ar->stdout_raw.len == 0 && ar->stdout_digest &&
+      ar->stdout_digest->size_bytes > 0 &&
+      reapi_pb_digest_get(ar->stdout_digest, &dst[n].digest) == 0)
+    iout = (int)n++;
+  if (ar->stderr_raw.len == 0 && ar->stderr_digest &&
+      ar->stderr_digest->size_bytes > 0 &&
+      reapi_pb_digest_get(ar->stderr_digest, &dst[n].digest) == 0)
+    ierr = (int)n++;
+  if (n > 0) {
+    uint64_t raw = 0, wire = 0;
+    rv = cas_client_download(r->cas, dst, n, &raw, &wire);
+    res->down_raw += raw;
+    res->down_wire += wire;
+    if (rv != 0) {
+      const rpc_status *st = cas_client_last_status(r->cas);
+      snprintf(res->reason, sizeof(res->reason),
+               "downloading outputs failed: %s (%s)", db_strerror(rv),
+               st && st->message ? st->message : rpc_code_name(st->code));
+      goto out;
+    }
+  }
+  if (iout >= 0) {
+    res->out = dst[iout].data;
+    res->out_len = dst[iout].len;
+    dst[iout].data = NULL;
+  } else if (ar->stdout_raw.len > 0) {
+    res->out = malloc(ar->stdout_raw.len);
+    if (res->out == NULL) {
+      rv = DB_ENOMEM;
+      goto out;
+    }
+    memcpy(res->out, ar->stdout_raw.data, ar->stdout_raw.len);
+    res->out_len = ar->stdout_raw.len;
+  }
+  if (ierr >= 0) {
+    res->err = dst[ierr].data;
+    res->err_len = dst[ierr].len;
+    dst[ierr].data = NULL;
+  } else if (ar->stderr_raw.len > 0) {
+    res->err = malloc(ar->stderr_raw.len);
+    if (res->err == NULL) {
+      rv = DB_ENOMEM;
+      goto out;
+    }
+    memcpy(res->err, ar->stderr_raw.data, ar->stderr_raw.len);
+    res->err_len = ar->stderr_raw.len;
+  }
+  res->exit_code = ar->exit_code;
+  res->exec_ms = exec_duration(ar->execution_metadata);
+  if (ar->execution_metadata && ar->execution_metadata->worker)
+    snprintf(res->worker, sizeof(res->worker), "%s",
+             ar->execution_metadata->worker);
+out:
+  for (size_t i = 0; dst && i < n; i++)
+    free(dst[i].data);
+  for (size_t i = 0; paths && paths[i]; i++)
+    free(paths[i]);
+  free(paths);
+  free(dst);
+  return rv;
+}
+
+/* GetActionResult: 1 hit (*ar set), 0 miss, negative on failure. */
+static int lookup(wrap_remote *r, const wrap_action *act, PbActionResult **ar,
+                  wrap_remote_result *res) {
+  PbGetAR req =
+      BUILD__BAZEL__REMOTE__EXECUTION__V2__GET_ACTION_RESULT_REQUEST__INIT;
+  PbDigest d = BUILD__BAZEL__REMOTE__EXECUTION__V2__DIGEST__INIT;
+  reapi_digest ad = act->action_digest;
+  uint8_t *buf = NULL, *resp = NULL;
+  size_t len = 0, resp_len = 0;
+  rpc_status st = {0};
+  int rv;
+  *ar = NULL;
+  reapi_pb_digest_set(&d, &ad);
+  req.action_digest = &d;
+  req.inline_stdout = 1;
+  req.inline_stderr = 1;
+  req.digest_function = PB_DIGEST_SHA256;
+  rv = reapi_pb_pack(&req.base, &buf, &len);
+  if (rv == 0)
+    rv = rpc_client_unary(cas_client_rpc(r->cas), PATH_GET_AR, buf, len, 30000,
+                          &resp, &resp_len, &st);
+  if (rv != 0) {
+    snprintf(res->reason, sizeof(res->reason), "action cache lookup: %s",
+             db_strerror(rv));
+  } else if (st.code == RPC_NOT_FOUND) {
+    rv = 0;
+  } else if (st.code != RPC_OK) {
+    if (st.code == RPC_UNAVAILABLE)
+      snprintf(res->reason, sizeof(res->reason),
+               "scheduler unreachable at %s (%s)", r->target,
+               st.message ? st.message : "UNAVAILABLE");
+    else
+      reason(res, "action cache lookup failed", &st);
+    rv = st.code == RPC_UNAVAILABLE ? DB_EUNAVAIL : DB_EPROTO;
+  } else {
+    *ar = build__bazel__remote__execution__v2__action_result__unpack(
+        NULL, resp_len, resp ? resp : (const uint8_t *)"");
+    if (*ar == NULL) {
+      snprintf(res->reason, sizeof(res->reason), "bad ActionResult");
+      rv = DB_EPROTO;
+    } else {
+      rv = 1;
+    }
+  }
+  rpc_status_clear(&st);
+  free(buf);
+  free(resp);
+  return rv;
+}
+
+static int upload(wrap_remote *r, const wrap_action *act,
+                  wrap_remote_result *res) {
+  const cas_blob_src *tb;
+  size_t tn;
+  cas_blob_src *all;
+  uint64_t raw = 0, wire = 0;
+  int rv = wrap_tree_blobs(act->tree, &tb, &tn, NULL);
+  if (rv != 0)
+    return rv;
+  all = calloc(tn + 2, sizeof(*all));
+  if (all == NULL)
+    return DB_ENOMEM;
+  memcpy(all, tb, tn * sizeof(*all));
+  all[tn].digest = act->command_digest;
+  all[tn].data = act->command;
+  all[tn + 1].digest = act->action_digest;
+  all[tn + 1].data = act->action;
+  rv = cas_client_upload(r->cas, all, tn + 2, &raw, &wire);
+  res->up_raw += raw;
+  res->up_wire += wire;
+  res->up_blobs = tn + 2;
+  if (rv != 0) {
+    const rpc_status *st = cas_client_last_status(r->cas);
+    if (rv == DB_EUNAVAIL)
+      snprintf(res->reason, sizeof(res->reason), "scheduler unreachable at %s",
+               r->target);
+    else
+      snprintf(res->reason, sizeof(res->reason), "CAS upload failed: %s (%s)",
+               db_strerror(rv),
+               st && st->message ? st->message : rpc_code_name(st->code));
+  }
+  free(all);
+  return rv;
+}
+
+/* 1 if a FAILED_PRECONDITION status lists MISSING blobs (inputs evicted or
+ * never uploaded), as opposed to e.g. "no worker matches the platform". */
+static int missing_blobs(const Google__Rpc__Status *st) {
+  int found = 0;
+  for (size_t i = 0; st && i < st->n_details && !found; i++) {
+    const Google__Protobuf__Any *a = st->details[i];
+    Google__Rpc__PreconditionFailure *pf;
+    const char *t = a->type_url ? strrchr(a->type_url, '/') : NULL;
+    if (t == NULL || strcmp(t + 1, "google.rpc.PreconditionFailure") != 0)
+      continue;
+    pf = google__rpc__precondition_failure__unpack(NULL, a->value.len,
+                                                   a->value.data);
+    for (size_t k = 0; pf && k < pf->n_violations; k++)
+      if (pf->violations[k]->type &&
+          strcmp(pf->violations[k]->type, "MISSING") == 0)
+        found = 1;
+    if (pf)
+      google__rpc__precondition_failure__free_unpacked(pf, NULL);
+  }
+  return found;
+}
+
+static int missing_blobs_rpc(const rpc_status *st) {
+  Google__Rpc__Status *s;
+  int r;
+  if (st->code != RPC_FAILED_PRECONDITION || st->details == NULL)
+    return 0;
+  s = google__rpc__status__unpack(NULL, st->details_len, st->details);
+  r = s ? missing_blobs(s) : 0;
+  if (s)
+    google__rpc__status__free_unpacked(s, NULL);
+  return r;
+}
+
+typedef struct exec_ctx {
+  char *op_name;
+  PbExecResp *resp;
+  rpc_status st;
+  int done;
+} exec_ctx;
+
+static int on_op(void *vctx, const uint8_t *msg, size_t len) {
+  exec_ctx *x = vctx;
+  Google__Longrunning__Operation *op =
+      google__longrunning__operation__unpack(NULL, len, msg);
+  if (op == NULL)
+    return 1;
+  if (op->name && *op->name && x->op_name == NULL)
+    x->op_name = strdup(op->name);
+  if (op->done) {
+    x->done = 1;
+    if (op->result_case == GOOGLE__LONGRUNNING__OPERATION__RESULT_RESPONSE &&
+        op->response) {
+      if (x->resp)
+        build__bazel__remote__execution__v2__execute_response__free_unpacked(
+            x->resp, NULL);
+      x->resp = build__bazel__remote__execution__v2__execute_response__unpack(
+          NULL, op->response->value.len, op->response->value.data);
+    } else if (op->result_case ==
+                   GOOGLE__LONGRUNNING__OPERATION__RESULT_ERROR &&
+               op->error) {
+      rpc_status_setf(&x->st, op->error->code, "%s",
+                      op->error->message ? op->error->message : "");
+    }
+  }
+  google__longrunning__operation__free_unpacked(op, NULL);
+  return 0;
+}
+
+static void on_done(void *vctx, const rpc_status *st) {
+  exec_ctx *x = vctx;
+  if (x->st.code == RPC_OK)
+    rpc_status_setf(&x->st, st->code, "%s", st->message ? st->message : "");
+}
+
+/* One Execute or WaitExecution stream. */
+static int stream(wrap_remote *r, const char *path, const uint8_t *req,
+                  size_t len, exec_ctx *x) {
+  rpc_stream_cbs cbs = {on_op, NULL, on_done};
+  rpc_client *c = cas_client_rpc(r->cas);
+  int rv;
+  rpc_status_clear(&x->st);
+  x->done = 0;
+  rv = rpc_client_start(c, path, req, len, r->timeout_ms, &cbs, x, NULL);
+  while (rv == 0 && (rv = rpc_client_run(c, 1000)) > 0)
+    rv = 0;
+  return rv < 0 ? rv : 0;
+}
+
+/* Execute with WaitExecution on a broken stream. On success *resp is the
+ * ExecuteResponse (caller frees). */
+static int execute(wrap_remote *r, const wrap_action *act, PbExecResp **resp,
+                   wrap_remote_result *res) {
+  PbExecReq er = BUILD__BAZEL__REMOTE__EXECUTION__V2__EXECUTE_REQUEST__INIT;
+  PbDigest d = BUILD__BAZEL__REMOTE__EXECUTION__V2__DIGEST__INIT;
+  reapi_digest ad = act->action_digest;
+  exec_ctx x = {0};
+  uint8_t *buf = NULL;
+  size_t len = 0;
+  int rv, waits = 0, execs = 0;
+  *resp = NULL;
+  reapi_pb_digest_set(&d, &ad);
+  er.action_digest = &d;
+  er.digest_function = PB_DIGEST_SHA256;
+  rv = reapi_pb_pack(&er.base, &buf, &len);
+  if (rv != 0)
+    goto out;
+again:
+  execs++;
+  free(x.op_name);
+  x.op_name = NULL;
+  rv = stream(r, PATH_EXECUTE, buf, len, &x);
+  while (rv == 0 && !x.done && x.op_name != NULL && waits < 3 &&
+         (x.st.code == RPC_UNAVAILABLE || x.st.code == RPC_INTERNAL ||
+          x.st.code == RPC_OK || x.st.code == RPC_CANCELLED)) {
+    /* The stream broke before the result: reattach. */
+    PbWaitReq wr =
+        BUILD__BAZEL__REMOTE__EXECUTION__V2__WAIT_EXECUTION_REQUEST__INIT;
+    uint8_t *wbuf = NULL;
+    size_t wlen = 0;
+    struct timespec ts = {0, 200 * 1000000L};
+    waits++;
+    nanosleep(&ts, NULL);
+    wr.name = x.op_name;
+    rv = reapi_pb_pack(&wr.base, &wbuf, &wlen);
+    if (rv == 0)
+      rv = stream(r, PATH_WAIT, wbuf, wlen, &x);
+    free(wbuf);
+    if (rv == 0 && x.st.code == RPC_NOT_FOUND && execs < 2)
+      goto again; /* the operation is gone: run it again */
+  }
+  if (rv != 0) {
+    snprintf(res->reason, sizeof(res->reason), "execute: %s", db_strerror(rv));
+    goto out;
+  }
+  if (!x.done || x.resp == NULL) {
+    if (x.st.code == RPC_UNAVAILABLE && x.op_name == NULL)
+      snprintf(res->reason, sizeof(res->reason),
+               "scheduler unreachable at %s (%s)", r->target,
+               x.st.message ? x.st.message : "UNAVAILABLE");
+    else
+      reason(res, x.done ? "execution failed" : "execution stream broken",
+             &x.st);
+    rv = missing_blobs_rpc(&x.st) ? DB_ENOTFOUND : DB_EUNAVAIL;
+    goto out;
+  }
+  *resp = x.resp;
+  x.resp = NULL;
+out:
+  if (x.resp)
+    build__bazel__remote__execution__v2__execute_response__free_unpacked(x.resp,
+                                                                         NULL);
+  rpc_status_clear(&x.st);
+  free(x.op_name);
+  free(buf);
+  return rv;
+}
+
+int wrap_remote_run(wrap_remote *r, const wrap_action *act,
+                    wrap_remote_progress_fn progress, void *pctx,
+                    wrap_remote_result *res) {
+  PbActionResult *ar = NULL;
+  PbExecResp *er = NULL;
+  int rv, attempt;
+  rv = lookup(r, act, &ar, res);
+  if (rv < 0)
+    goto out;
+  if (rv == 1) {
+    rv = fetch_outputs(r, act, ar, res);
+    if (rv == 0) {
+      rv = WRAP_REMOTE_HIT;
+      goto out;
+    }
+    /* Outputs gone from the CAS: execute again. */
+    res->reason[0] = '\0';
+  }
+  for (attempt = 0; attempt < 2; attempt++) {
+    rv = upload(r, act, res);
+    if (rv != 0)
+      goto out;
+    if (attempt == 0 && progress)
+      progress(pctx, "miss", res);
+    rv = execute(r, act, &er, res);
+    if (rv == DB_ENOTFOUND && attempt == 0) {
+      res->reason[0] = '\0';
+      continue; /* missing inputs (evicted?): upload again */
+    }
+    if (rv != 0)
+      goto out;
+    if (er->status && er->status->code != RPC_OK) {
+      if (er->status->code == RPC_FAILED_PRECONDITION && attempt == 0 &&
+          missing_blobs(er->status)) {
+        build__bazel__remote__execution__v2__execute_response__free_unpacked(
+            er, NULL);
+        er = NULL;
+        continue;
+      }
+      snprintf(res->reason, sizeof(res->reason), "execution failed: %s %s",
+               rpc_code_name(er->status->code),
+               er->status->message ? er->status->message : "");
+      rv = DB_EUNAVAIL;
+      goto out;
+    }
+    break;
+  }
+  if (er == NULL || er->result == NULL) {
+    if (res->reason[0] == '\0')
+      snprintf(res->reason, sizeof(res->reason),
+               "execution returned no result");
+    rv = DB_EPROTO;
+    goto out;
+  }
+  rv = fetch_outputs(r, act, er->result, res);
+  if (rv == 0)
+    rv = er->cached_result ? WRAP_REMOTE_HIT : WRAP_REMOTE_EXECUTED;
+out:
+  if (ar)
+    build__bazel__remote__execution__v2__action_result__free_unpacked(ar, NULL);
+  if (er)
+    build__bazel__remote__execution__v2__execute_response__free_unpacked(er,
+                                                                         NULL);
+  return rv;
+}

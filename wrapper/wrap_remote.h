@@ -1,0 +1,57 @@
+/*
+ * The remote half of one wrapper call: action-cache lookup, upload of the
+ * missing inputs, Execute (following the Operation stream, WaitExecution
+ * when the stream breaks), and download of the outputs.
+ *
+ * Outcome: WRAP_REMOTE_HIT / WRAP_REMOTE_EXECUTED with the rustc exit code,
+ * outputs written (atomically, modes from the ActionResult) and stdout /
+ * stderr captured in memory for the caller to replay; or a negative DB_E*
+ * code for an infrastructure failure with a one-line reason in
+ * res->reason (the caller falls back to local rustc).
+ *
+ * Ownership: wrap_remote_result owns its buffers; wrap_remote_result_clear()
+ * frees them. A wrap_remote is one connection to the scheduler; not
+ * thread-safe.
+ */
+#ifndef WRAP_REMOTE_H
+#define WRAP_REMOTE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "wrap_action.h"
+
+enum { WRAP_REMOTE_HIT = 1, WRAP_REMOTE_EXECUTED = 2 };
+
+typedef struct wrap_remote_result {
+  int exit_code;
+  uint8_t *out; /* stdout bytes */
+  size_t out_len;
+  uint8_t *err; /* stderr bytes */
+  size_t err_len;
+  int64_t exec_ms; /* execution duration from ExecutedActionMetadata */
+  char worker[64];
+  uint64_t up_raw, up_wire, down_raw, down_wire;
+  size_t up_blobs;
+  char reason[256]; /* infrastructure failure, for the fallback line */
+} wrap_remote_result;
+
+typedef struct wrap_remote wrap_remote;
+
+/* Progress callback: stage is "miss" (after upload, before Execute). */
+typedef void (*wrap_remote_progress_fn)(void *ctx, const char *stage,
+                                        const wrap_remote_result *r);
+
+/* target "HOST:PORT" (copied). timeout_ms bounds one Execute. */
+int wrap_remote_new(const char *target, int64_t timeout_ms, wrap_remote **out);
+void wrap_remote_free(wrap_remote *r); /* NULL ok */
+
+/* Run act remotely. Returns WRAP_REMOTE_HIT, WRAP_REMOTE_EXECUTED or a
+ * negative DB_E* (res->reason says why). */
+int wrap_remote_run(wrap_remote *r, const wrap_action *act,
+                    wrap_remote_progress_fn progress, void *pctx,
+                    wrap_remote_result *res);
+
+void wrap_remote_result_clear(wrap_remote_result *res);
+
+#endif
