@@ -189,6 +189,17 @@ static int cmd_run(int argc, char **argv) {
   }
   if (!cache_dir[0])
     snprintf(cache_dir, sizeof(cache_dir), ".distbuild/worker-%s", cfg.id);
+  if (cache_dir[0] != '/') {
+    /* Sandbox bind sources must be absolute: anchor a relative cache
+     * directory at the current directory once, at start-up. */
+    char cwd[512], abs[1024];
+    if (!getcwd(cwd, sizeof(cwd)) ||
+        wk_pathf(abs, sizeof(abs), "%s/%s", cwd, cache_dir) ||
+        wk_pathf(cache_dir, sizeof(cache_dir), "%s", abs)) {
+      fprintf(stderr, "worker run: cannot make --cache-dir absolute\n");
+      goto out;
+    }
+  }
   cfg.cache_dir = cache_dir;
   if (!has_key(plat, nplat, "OSFamily"))
     push(&plat, &nplat, "OSFamily=linux");
