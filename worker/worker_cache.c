@@ -191,6 +191,8 @@ static void evict(wk_cache *c, int kind, char ***trash, size_t *ntrash) {
         tree_path(c->dir, &e->d, path, sizeof(path));
         snprintf(dst, sizeof(dst), "%s/tmp/evict-%llu", c->dir,
                  (unsigned long long)++c->seq);
+        /* Unseal so a non-root worker may move it (see tree build). */
+        chmod(path, 0755);
         if (rename(path, dst) == 0 && trash) {
           char **t = realloc(*trash, (*ntrash + 1) * sizeof(char *));
           if (t) {
@@ -616,10 +618,14 @@ int wk_cache_tree_acquire(wk_cache *c, const reapi_digest *d, uint64_t bytes,
   rv = mkdir(tmp, 0755) == 0 ? 0 : db_err_from_errno(errno);
   if (rv == 0)
     rv = build(ctx, tmp);
-  if (rv == 0 && chmod(tmp, 0555) != 0)
-    rv = db_err_from_errno(errno);
+  /* Move first, then seal: moving a directory to a new parent needs
+   * write permission on it, which a non-root worker loses at 0555. */
   if (rv == 0 && rename(tmp, path) != 0)
     rv = db_err_from_errno(errno);
+  if (rv == 0 && chmod(path, 0555) != 0) {
+    rv = db_err_from_errno(errno);
+    wk_rmrf(path);
+  }
   if (rv != 0)
     wk_rmrf(tmp);
 

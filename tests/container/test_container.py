@@ -3,13 +3,18 @@ a scheduler and two workers as containers on a private Docker network, the
 scheduler's port published on 127.0.0.1, driven from the host by an
 independent REAPI client (Debian's python3-grpcio, tests/e2e/e2e_lib.py).
 
-usage: test_container.py REPO_ROOT CASE
-CASE: image | exec | worker_kill | sched_restart
+usage: test_container.py REPO_ROOT CASE [BIN_DIR]
+CASE: image | exec | worker_kill | sched_restart | cargo_build
+(cargo_build needs BIN_DIR, the build dir holding cargo-distbuild and
+cargo-distbuild-wrapper, and cargo/rustc on PATH.)
 Exit 77 (ctest SKIP_RETURN_CODE) when no Docker engine answers."""
+import json
 import os
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -21,6 +26,7 @@ os.environ.pop("https_proxy", None)
 SKIP = 77
 ROOT = os.path.abspath(sys.argv[1])
 CASE = sys.argv[2]
+BIN_DIR = os.path.abspath(sys.argv[3]) if len(sys.argv) > 3 else None
 IMAGE = os.environ.get("CARGO_DISTBUILD_TEST_IMAGE", "cargo-distbuild:ctest")
 LOCAL_BASE = "cargo-distbuild/debian:bookworm-slim"
 # Least privilege for the full sandbox (container/README.md); the image's
@@ -116,6 +122,7 @@ class Cluster:
         self.workers = [self.p + "-w1", self.p + "-w2"]
         self.client = None
         self.created = []
+        self.port = None
 
     def start(self):
         docker("image", "inspect", IMAGE)
@@ -158,6 +165,7 @@ class Cluster:
                 break
             time.sleep(0.2)
         assert port, "scheduler port not published"
+        self.port = port
         if self.client:
             self.client.close()
         self.client = e2e_lib.Client("127.0.0.1:%d" % port)
@@ -325,14 +333,209 @@ def case_sched_restart(c):
     assert r.result.execution_metadata.worker in c.workers
 
 
+# ---- cargo distbuild build from the host -----------------------------------
+
+EXPECTED = ["Welcome to TestApp v1.0.0", "[TestApp] 5 + 3 = 8",
+            "[TestApp] fib(30) = 832040, gcd(84, 36) = 12"]
+DISPATCH = re.compile(r"dispatching \S+ \(action \S+\) to worker (\S+) ")
+
+
+def copy_ws(dst):
+    shutil.rmtree(dst, ignore_errors=True)
+    shutil.copytree(os.path.join(ROOT, "test-workspace"), dst,
+                    ignore=shutil.ignore_patterns("target"))
+
+
+def artifacts(ws):
+    deps = os.path.join(ws, "target", "debug", "deps")
+    out = {f: open(os.path.join(deps, f), "rb").read()
+           for f in sorted(os.listdir(deps))
+           if f.endswith((".rlib", ".rmeta"))}
+    out["main-binary"] = open(os.path.join(ws, "target", "debug",
+                                           "main-binary"), "rb").read()
+    return out
+
+
+def run_binary(ws):
+    return subprocess.run([os.path.join(ws, "target/debug/main-binary")],
+                          capture_output=True, text=True,
+                          check=True).stdout.splitlines()
+
+
+class Host:
+    """cargo / cargo distbuild on the host against the published port."""
+
+    def __init__(self, c, base):
+        self.c = c
+        self.env = dict(os.environ)
+        for k in ("RUSTC_WRAPPER", "RUSTC_WORKSPACE_WRAPPER",
+                  "CARGO_TARGET_DIR", "CARGO_BUILD_TARGET_DIR",
+                  "CARGO_DISTBUILD_LOG", "TESTAPP_CHANNEL",
+                  "TESTAPP_GREETING"):
+            self.env.pop(k, None)
+        self.env.update({
+            "PATH": BIN_DIR + os.pathsep + os.environ.get("PATH", ""),
+            "CARGO_HOME": os.path.join(base, "cargo-home"),
+            "CARGO_DISTBUILD_CACHE_DIR": os.path.join(base, "cache"),
+            "CARGO_DISTBUILD_STATS_DIR": os.path.join(base, "stats"),
+            "CARGO_DISTBUILD_TIMEOUT": "120",
+            "CARGO_INCREMENTAL": "0",
+            "CARGO_TERM_COLOR": "never",
+            "CARGO_TERM_PROGRESS_WHEN": "never",
+        })
+
+    def run(self, cmd, ws, check=True):
+        env = dict(self.env,
+                   CARGO_DISTBUILD_SCHEDULER="127.0.0.1:%d" % self.c.port)
+        return subprocess.run(cmd, cwd=ws, env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True,
+                              timeout=240, check=False)
+
+    def checked(self, cmd, ws):
+        p = self.run(cmd, ws)
+        if p.returncode != 0:
+            print(p.stdout)
+            raise AssertionError("%s failed (%d)" % (" ".join(cmd),
+                                                     p.returncode))
+        return p
+
+    def distbuild_cmd(self):
+        return ["cargo", "distbuild", "build", "--offline"]
+
+    def distbuild(self, ws):
+        t = time.time()
+        p = self.checked(self.distbuild_cmd(), ws)
+        dt = time.time() - t
+        st = json.loads(self.checked(["cargo-distbuild", "stats", "--json"],
+                                     ws).stdout)["last_build"]
+        return p, st, dt
+
+
+def dispatched(c):
+    return DISPATCH.findall(c.logs(c.sched))
+
+
+def case_cargo_build(c):
+    """`cargo distbuild build` of test-workspace from the host: compiles run
+    in both worker containers, outputs byte-identical to a local build, warm
+    rebuild all hits, and a `docker kill`ed worker mid-build is survived."""
+    if not BIN_DIR or not shutil.which("cargo"):
+        raise AssertionError("cargo_build needs BIN_DIR and cargo on PATH")
+    for b in ("cargo-distbuild", "cargo-distbuild-wrapper"):
+        assert os.access(os.path.join(BIN_DIR, b), os.X_OK), b
+    home = os.path.expanduser("~")
+    os.makedirs(os.path.join(home, ".cache"), exist_ok=True)
+    # Next to the toolchain (~/.rustup): the wrapper's exec root is the
+    # deepest common ancestor of both.
+    base = tempfile.mkdtemp(prefix="cdbt-cargo-",
+                            dir=os.path.join(home, ".cache"))
+    try:
+        _cargo_build(c, Host(c, base), base)
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def _cargo_build(c, h, base):
+    ws = os.path.join(base, "ws")
+
+    # 1. Plain local build at the path, moved aside; then distributed there.
+    copy_ws(ws)
+    t = time.time()
+    h.checked(["cargo", "build", "--offline"], ws)
+    log("local cargo build: %.1fs" % (time.time() - t))
+    local = artifacts(ws)
+    os.rename(ws, ws + "-local")
+    copy_ws(ws)
+    d0 = len(dispatched(c))
+    p, st, dt = h.distbuild(ws)
+    log("cold cargo distbuild build: %.1fs (toolchain upload into an empty "
+        "CAS included)" % dt)
+    log("stats: %s" % {k: st[k] for k in ("actions", "remote_executions",
+                                          "fallbacks", "local")})
+    assert st["actions"] == 5 and st["remote_executions"] == 5 and \
+        st["fallbacks"] == 0 and st["local"] == 2, (st, p.stdout)
+    on = re.findall(r"\[distbuild\] (\w+): compiled on (\S+) in", p.stdout)
+    log("compiled on: %s" % on)
+    assert len(on) == 5 and {w for _, w in on} <= set(c.workers), p.stdout
+    disp = dispatched(c)[d0:]
+    log("scheduler dispatches: %s" % disp)
+    assert len(disp) == 5, disp
+    assert sorted(disp) == sorted(w for _, w in on), (disp, on)
+    seen = set(disp)
+    assert run_binary(ws)[:3] == EXPECTED, run_binary(ws)
+    remote = artifacts(ws)
+    assert sorted(remote) == sorted(local), (sorted(remote), sorted(local))
+    diff = [k for k in local if remote[k] != local[k]]
+    assert not diff, "differ from the local build: %s" % diff
+    log("%d rlib/rmeta files and the binary byte-identical to local"
+        % (len(local) - 1))
+
+    # 2. cargo clean + rebuild: every action an action-cache hit.
+    h.checked(["cargo", "clean"], ws)
+    d0 = len(dispatched(c))
+    p, st, dt = h.distbuild(ws)
+    log("warm cargo distbuild build (after cargo clean): %.1fs" % dt)
+    assert st["actions"] == 5 and st["action_cache_hits"] == 5 and \
+        st["remote_executions"] == 0 and st["fallbacks"] == 0, st
+    assert len(dispatched(c)) == d0, "an Execute reached a worker"
+    assert artifacts(ws) == local, "hit outputs differ"
+    log("warm: 5/5 action-cache hits, no dispatch, outputs identical")
+
+    # 3. A fresh checkout elsewhere (new paths: all misses) with lib-utils
+    # touched, while one worker is `docker kill`ed at its first dispatch.
+    ws2 = os.path.join(base, "ws-kill")
+    copy_ws(ws2)
+    with open(os.path.join(ws2, "lib-utils/src/lib.rs"), "a") as f:
+        f.write("\npub fn container_marker() -> u32 {\n    6\n}\n")
+    d0 = len(dispatched(c))
+    env = dict(h.env, CARGO_DISTBUILD_SCHEDULER="127.0.0.1:%d" % c.port)
+    proc = subprocess.Popen(h.distbuild_cmd(), cwd=ws2, env=env,
+                            stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    victim = None
+    deadline = time.time() + 60
+    while victim is None and time.time() < deadline and \
+            proc.poll() is None:
+        new = dispatched(c)[d0:]
+        if new:
+            victim = new[0]
+            docker("kill", victim)
+        else:
+            time.sleep(0.05)
+    out = proc.communicate(timeout=240)[0]
+    assert victim, "no dispatch seen before the build ended\n" + out
+    slog = c.logs(c.sched)
+    log("killed %s at its first dispatch; scheduler: %s" % (victim, [
+        l.split("sched: ", 1)[-1][:110] for l in slog.splitlines()
+        if ("requeued" in l or "worker left" in l) and victim in l]))
+    if proc.returncode != 0:
+        print(out)
+    assert proc.returncode == 0, "build failed after docker kill"
+    st = json.loads(h.checked(["cargo-distbuild", "stats", "--json"],
+                              ws2).stdout)["last_build"]
+    log("after kill: %s" % {k: st[k] for k in (
+        "actions", "remote_executions", "fallbacks", "fallback_reasons")})
+    assert st["actions"] == 5, st
+    assert run_binary(ws2)[0] == "Welcome to TestApp v1.0.0"
+    disp = dispatched(c)[d0:]
+    seen |= set(disp)
+    log("workers dispatched to over the run: %s" % sorted(seen))
+    assert seen == set(c.workers), seen
+
+
 CASES = {"exec": case_exec, "worker_kill": case_worker_kill,
-         "sched_restart": case_sched_restart}
+         "sched_restart": case_sched_restart,
+         "cargo_build": case_cargo_build}
 
 
 def main():
     why = docker_available()
+    if not why and CASE == "cargo_build" and not shutil.which("cargo"):
+        why = "cargo not on PATH"
+    elif why:
+        why = "no Docker engine (%s)" % why
     if why:
-        print("container %s: SKIP: no Docker engine (%s)" % (CASE, why))
+        print("container %s: SKIP: %s" % (CASE, why))
         return SKIP
     if CASE == "image":
         build_images()
