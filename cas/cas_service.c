@@ -128,15 +128,31 @@ out:
  * the server hold gigabytes. */
 #define BUB_PART_BYTES ((size_t)64 << 20)
 
+/* 1 if a streaming decoder with zstd's default limit (window <= 2^27, what
+ * the store's readers use) can decode this frame: a stored frame must stay
+ * readable, and one-shot ZSTD_decompress does not enforce that limit.
+ * Header: magic(4), descriptor (bit 5: single segment, window = content
+ * size), then the window descriptor byte unless single segment. */
+static int frame_window_ok(const uint8_t *f, size_t n, int64_t size) {
+  if (n < 6)
+    return 0;
+  if (f[4] & 0x20)
+    return size <= ((int64_t)1 << 27);
+  return 10 + (f[5] >> 3) < 27; /* 2^27 + mantissa would be over */
+}
+
 /* Check one batch item and decompress it if it is zstd. Returns RPC_OK with
  * d, data and len set (*raw: a buffer to free afterwards, or NULL), or the
  * gRPC code with why filled. */
 static int bub_store_one(const BubReqItem *it, reapi_digest *d,
                          const void **data, size_t *len, uint8_t **raw,
-                         char *why, size_t whylen) {
+                         const void **frame, size_t *flen, char *why,
+                         size_t whylen) {
   size_t n;
 
   *raw = NULL;
+  *frame = NULL;
+  *flen = 0;
   *data = it->data.data;
   *len = it->data.len;
   if (reapi_pb_digest_get(it->digest, d)) {
@@ -169,6 +185,14 @@ static int bub_store_one(const BubReqItem *it, reapi_digest *d,
   }
   *data = *raw;
   *len = n;
+  /* Exactly one frame (no trailing frames or bytes): the store may keep
+   * the client's frame as is instead of compressing the blob again. */
+  if (ZSTD_findFrameCompressedSize(it->data.data, it->data.len) ==
+          it->data.len &&
+      frame_window_ok(it->data.data, it->data.len, d->size)) {
+    *frame = it->data.data;
+    *flen = it->data.len;
+  }
   return RPC_OK;
 }
 
@@ -181,8 +205,8 @@ static void bub_on_message(rpc_call *call, const uint8_t *msg, size_t len) {
   /* One part of the batch on its way to the store; idx maps back to the
    * request item. raws: decompressed buffers to free after the part. */
   reapi_digest *pd = NULL;
-  const void **pdata = NULL;
-  size_t *plen = NULL, *pidx = NULL, np = 0, pbytes = 0;
+  const void **pdata = NULL, **pframe = NULL;
+  size_t *plen = NULL, *pflen = NULL, *pidx = NULL, np = 0, pbytes = 0;
   uint8_t **praw = NULL;
   int *prc = NULL, *codes = NULL;
   char **whys = NULL;
@@ -217,11 +241,13 @@ static void bub_on_message(rpc_call *call, const uint8_t *msg, size_t len) {
   pd = calloc(n, sizeof(*pd));
   pdata = calloc(n, sizeof(*pdata));
   plen = calloc(n, sizeof(*plen));
+  pframe = calloc(n, sizeof(*pframe));
+  pflen = calloc(n, sizeof(*pflen));
   pidx = calloc(n, sizeof(*pidx));
   praw = calloc(n, sizeof(*praw));
   prc = calloc(n, sizeof(*prc));
   if (!items || !resp.responses || !codes || !whys || !pd || !pdata || !plen ||
-      !pidx || !praw || !prc) {
+      !pframe || !pflen || !pidx || !praw || !prc) {
     cas_svc_fail(call, DB_ENOMEM, "BatchUpdateBlobs");
     goto out;
   }
@@ -230,8 +256,9 @@ static void bub_on_message(rpc_call *call, const uint8_t *msg, size_t len) {
     int code = RPC_OK, rc;
 
     if (i < req->n_requests) {
-      code = bub_store_one(req->requests[i], &pd[np], &pdata[np], &plen[np],
-                           &praw[np], why, sizeof(why));
+      code =
+          bub_store_one(req->requests[i], &pd[np], &pdata[np], &plen[np],
+                        &praw[np], &pframe[np], &pflen[np], why, sizeof(why));
       if (code != RPC_OK) {
         codes[i] = code;
         whys[i] = strdup(why);
@@ -247,9 +274,12 @@ static void bub_on_message(rpc_call *call, const uint8_t *msg, size_t len) {
       const void *keep_data = pdata[np];
       size_t keep_len = plen[np];
       uint8_t *keep_raw = praw[np];
+      const void *keep_frame = pframe[np];
+      size_t keep_flen = pflen[np];
 
       /* A failure of the whole call sets every prc[] as well. */
-      (void)cas_store_put_batch(svc->store, np, pd, pdata, plen, prc);
+      (void)cas_store_put_batch_frames(svc->store, np, pd, pdata, plen, pframe,
+                                       pflen, prc);
       for (j = 0; j < np; j++) {
         size_t k = pidx[j];
         rc = prc[j];
@@ -272,6 +302,8 @@ static void bub_on_message(rpc_call *call, const uint8_t *msg, size_t len) {
       pdata[0] = keep_data;
       plen[0] = keep_len;
       praw[0] = keep_raw;
+      pframe[0] = keep_frame;
+      pflen[0] = keep_flen;
       np = 0;
       pbytes = 0;
     }
@@ -313,6 +345,8 @@ out:
   free(pd);
   free(pdata);
   free(plen);
+  free(pframe);
+  free(pflen);
   free(pidx);
   free(praw);
   free(prc);

@@ -85,6 +85,20 @@ int cas_store_put_batch(cas_store *s, size_t n, const reapi_digest *digests,
                         const void *const *datas, const size_t *lens,
                         int *results);
 
+/* As cas_store_put_batch(), with an optional ready zstd frame per blob
+ * (additive API for BatchUpdateBlobs items that arrive compressed): when
+ * frames is non-NULL and frames[i] is non-NULL, frames[i] (frame_lens[i]
+ * bytes) must be exactly one complete zstd frame that decodes to datas[i];
+ * the caller guarantees this (e.g. it produced datas[i] by decoding it).
+ * datas[i] is still what is verified against digests[i]. If the frame pays
+ * (same "< 97%" rule, blob not tiny) it is written as is instead of
+ * recompressing datas[i]; otherwise the blob is handled as without it. */
+int cas_store_put_batch_frames(cas_store *s, size_t n,
+                               const reapi_digest *digests,
+                               const void *const *datas, const size_t *lens,
+                               const void *const *frames,
+                               const size_t *frame_lens, int *results);
+
 /* Read a whole blob, uncompressed. *data is malloc'd (caller frees; NULL
  * for the empty blob). DB_ENOTFOUND if absent. */
 int cas_store_get(cas_store *s, const reapi_digest *d, uint8_t **data,

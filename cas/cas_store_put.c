@@ -129,15 +129,21 @@ static int batch_item_cmp(const void *a, const void *b) {
 /* Write one verified blob to a new temp file, compressed when it pays.
  * zbuf/zcap: scratch for in-memory compression, grown as needed. */
 static int batch_write_one(cas_store *s, ZSTD_CCtx *cctx, batch_item *it,
-                           const void *data, uint8_t **zbuf, size_t *zcap,
-                           int per_file_sync) {
-  int rv = 0, fd = -1;
+                           const void *data, const void *frame, size_t flen,
+                           uint8_t **zbuf, size_t *zcap, int per_file_sync) {
+  int rv = 0, fd = -1, have = 0;
   size_t len = (size_t)it->k.size;
   const void *out = data;
 
   it->fmt = CAS_FMT_RAW;
   it->stored = len;
-  if (len >= CAS_TINY_BLOB && len <= CAS_BATCH_INMEM_MAX) {
+  if (frame && len >= CAS_TINY_BLOB && CAS_KEEP_ZSTD(flen, len)) {
+    /* The caller's frame of these (verified) bytes: store it as is. */
+    it->fmt = CAS_FMT_ZSTD;
+    it->stored = flen;
+    out = frame;
+    have = 1;
+  } else if (len >= CAS_TINY_BLOB && len <= CAS_BATCH_INMEM_MAX) {
     size_t bound = ZSTD_compressBound(len), z;
     if (bound > *zcap) {
       uint8_t *nb = realloc(*zbuf, bound);
@@ -160,7 +166,7 @@ static int batch_write_one(cas_store *s, ZSTD_CCtx *cctx, batch_item *it,
     return DB_ENOSPC;
   if ((rv = cas_tmp_create(s, it->tmp, &fd)) != 0)
     return rv;
-  if (len > CAS_BATCH_INMEM_MAX) {
+  if (!have && len > CAS_BATCH_INMEM_MAX) {
     /* Large blob: stream it through the bounded compressor. */
     rv = compress_to_fd(s, cctx, fd, data, len, &it->stored);
     if (rv == 0 && CAS_KEEP_ZSTD(it->stored, len)) {
@@ -190,6 +196,15 @@ static int batch_write_one(cas_store *s, ZSTD_CCtx *cctx, batch_item *it,
 int cas_store_put_batch(cas_store *s, size_t n, const reapi_digest *digests,
                         const void *const *datas, const size_t *lens,
                         int *results) {
+  return cas_store_put_batch_frames(s, n, digests, datas, lens, NULL, NULL,
+                                    results);
+}
+
+int cas_store_put_batch_frames(cas_store *s, size_t n,
+                               const reapi_digest *digests,
+                               const void *const *datas, const size_t *lens,
+                               const void *const *frames,
+                               const size_t *frame_lens, int *results) {
   batch_item *items = NULL;
   size_t *first = NULL, np = 0, nu = 0, nw = 0, i, zcap = 0;
   uint8_t *zbuf = NULL;
@@ -269,8 +284,10 @@ int cas_store_put_batch(cas_store *s, size_t n, const reapi_digest *digests,
   }
   for (i = 0; i < nu; i++) {
     batch_item *it = &items[i];
-    results[it->i] =
-        batch_write_one(s, cctx, it, datas[it->i], &zbuf, &zcap, per_file_sync);
+    const void *fr = frames && frame_lens ? frames[it->i] : NULL;
+    results[it->i] = batch_write_one(s, cctx, it, datas[it->i], fr,
+                                     fr ? frame_lens[it->i] : 0, &zbuf, &zcap,
+                                     per_file_sync);
     if (results[it->i] == 0)
       nw++;
   }

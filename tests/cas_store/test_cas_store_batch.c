@@ -10,6 +10,7 @@
 #include <cmocka.h>
 
 #include <pthread.h>
+#include <zstd.h>
 
 #include "db_err.h"
 #include "db_log.h"
@@ -314,12 +315,82 @@ static void test_batch_concurrent(void **state) {
   free(d);
 }
 
+/* cas_store_put_batch_frames: a paying frame is stored byte for byte (no
+ * recompression; read back raw and as zstd), one that does not pay and a
+ * tiny blob's are ignored, a bad blob with a frame is still rejected. */
+static void test_batch_frames(void **state) {
+  fixture *f = *state;
+  enum { N = 5 };
+  size_t big = (3u << 20) / 2, tl = 4000, rl = 3000;
+  uint8_t *text = malloc(tl), *rnd = malloc(rl), *large = malloc(big);
+  uint8_t tiny[40] = "a tiny blob, kept raw whatever happens";
+  uint8_t *fr[N] = {0}, *got = NULL, zb[8192];
+  reapi_digest d[N];
+  const void *p[N], *fp[N];
+  size_t l[N], fl[N], len = 0, n;
+  int r[N], i;
+  char path[512];
+  cas_reader *rd = NULL;
+
+  tu_fill_text(text, tl, 11);
+  tu_fill_random(rnd, rl, 12);
+  tu_fill_text(large, big, 13);
+  p[0] = text, l[0] = tl;
+  p[1] = rnd, l[1] = rl;
+  p[2] = tiny, l[2] = sizeof(tiny);
+  p[3] = large, l[3] = big;
+  p[4] = text, l[4] = tl;
+  for (i = 0; i < N; i++) {
+    size_t cap = ZSTD_compressBound(l[i]);
+    fr[i] = malloc(cap);
+    /* Level 19: surely not what the store itself would produce. */
+    fl[i] = ZSTD_compress(fr[i], cap, p[i], l[i], 19);
+    assert_false(ZSTD_isError(fl[i]));
+    fp[i] = fr[i];
+    reapi_digest_of(p[i], l[i], &d[i]);
+  }
+  d[4].hash[5] = d[4].hash[5] == 'a' ? 'b' : 'a'; /* frame cannot save it */
+  assert_int_equal(cas_store_put_batch_frames(f->s, N, d, p, l, fp, fl, r), 0);
+  for (i = 0; i < 4; i++)
+    assert_int_equal(r[i], 0);
+  assert_int_equal(r[4], DB_EDIGEST);
+  assert_false(cas_store_has(f->s, &d[4]));
+  for (i = 0; i < 4; i++)
+    check_get(f->s, &d[i], p[i], l[i]);
+  tu_blob_path(f->root, &d[1], 'r', path, sizeof(path));
+  assert_true(tu_exists(path));
+  tu_blob_path(f->root, &d[2], 'r', path, sizeof(path));
+  assert_true(tu_exists(path));
+  /* The text blob's stored frame is the caller's frame. */
+  assert_int_equal(cas_reader_open(f->s, &d[0], 0, 1, &rd), 0);
+  while (cas_reader_read(rd, zb + len, sizeof(zb) - len, &n) == 0 && n)
+    len += n;
+  cas_reader_close(rd);
+  assert_int_equal(len, fl[0]);
+  assert_memory_equal(zb, fr[0], fl[0]);
+  tu_blob_path(f->root, &d[3], 'z', path, sizeof(path));
+  assert_true(tu_exists(path));
+  assert_int_equal(cas_store_get(f->s, &d[3], &got, &len), 0);
+  assert_int_equal(len, big);
+  free(got);
+  /* Index rebuilt at open agrees on the stored size. */
+  cas_store_close(f->s);
+  f->s = open_store(f->root, 0);
+  check_get(f->s, &d[3], large, big);
+  for (i = 0; i < N; i++)
+    free(fr[i]);
+  free(text);
+  free(rnd);
+  free(large);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_batch_mixed, setup, teardown),
       cmocka_unit_test_setup_teardown(test_batch_duplicates_and_present, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(test_batch_budget, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_batch_frames, setup, teardown),
       cmocka_unit_test_setup_teardown(test_batch_concurrent, setup, teardown),
   };
   db_log_set_level(DB_LOG_ERROR);
