@@ -31,6 +31,9 @@
 
 #define LOG_COMP "rpc-server"
 #define RBUF_KEEP_MAX (4u * 1024 * 1024)
+/* Delay of the RST_STREAM(NO_ERROR) after an early end (see
+ * rpc__call_on_end_sent). */
+#define EARLY_RST_DELAY_US 20000
 
 #define MAKE_NV(n, v, vlen)                                                    \
   {                                                                            \
@@ -109,6 +112,8 @@ void rpc__call_destroy(rpc_call *call) {
     call->next->prev = call->prev;
   if (call->deadline_ev)
     event_free(call->deadline_ev);
+  if (call->rst_ev)
+    event_free(call->rst_ev);
   for (h = call->hdrs; h; h = hn) {
     hn = h->next;
     free(h);
@@ -436,15 +441,29 @@ static int rbuf_reserve(rpc_call *call, size_t need) {
   return 0;
 }
 
+/* RST_STREAM(NO_ERROR) after our END_STREAM, while the client still
+ * sends (see rpc__call_on_end_sent). At most once per call. */
+static void early_rst(rpc_call *call) {
+  if (call->remote_closed || call->rst_sent)
+    return;
+  call->rst_sent = 1;
+  nghttp2_submit_rst_stream(call->conn->session, NGHTTP2_FLAG_NONE,
+                            call->stream_id, NGHTTP2_NO_ERROR);
+  rpc__conn_schedule_flush(call->conn);
+}
+
+static void early_rst_cb(evutil_socket_t fd, short what, void *arg) {
+  (void)fd;
+  (void)what;
+  early_rst(arg);
+}
+
 void rpc__call_on_data(rpc_call *call, const uint8_t *data, size_t len) {
   rpc_conn *c = call->conn;
   size_t total = len, take;
 
-  if (call->end_sent && !call->remote_closed && !call->rst_sent) {
-    call->rst_sent = 1;
-    nghttp2_submit_rst_stream(c->session, NGHTTP2_FLAG_NONE, call->stream_id,
-                              NGHTTP2_NO_ERROR);
-  }
+  if (call->end_sent)
+    early_rst(call);
 
   while (len > 0 && !call->discard && call->dispatched && !call_done(call)) {
     if (call->prefix_have < 5) {
@@ -522,14 +541,26 @@ void rpc__call_on_half_close(rpc_call *call) {
 }
 
 void rpc__call_on_end_sent(rpc_call *call) {
+  struct timeval tv = {0, EARLY_RST_DELAY_US};
+
   call->end_sent = 1;
   if (call->deadline_ev)
     event_del(call->deadline_ev);
-  /* An early close (the client is still sending) is followed by
-   * RST_STREAM(NO_ERROR), as the gRPC HTTP/2 spec asks, but only once more
-   * request DATA arrives (see rpc__call_on_data): libcurl 7.88 drops a
-   * response whose trailers and RST_STREAM land in the same read, so the
-   * reset must not ride in the same write as the trailers. */
+  /* An early close (the client is still sending) must be followed by
+   * RST_STREAM(NO_ERROR), as the gRPC HTTP/2 spec asks: otherwise a client
+   * blocked on flow control for the rest of its upload waits forever. But
+   * libcurl 7.88 drops a response whose trailers and RST_STREAM land in
+   * the same read, so the reset goes out in a later write: when more
+   * request DATA arrives (rpc__call_on_data) or after a short delay,
+   * whichever comes first. */
+  if (call->remote_closed)
+    return;
+  if (!call->rst_ev)
+    call->rst_ev = evtimer_new(call->conn->srv->base, early_rst_cb, call);
+  if (call->rst_ev)
+    evtimer_add(call->rst_ev, &tv);
+  else
+    early_rst(call); /* out of memory: better early than never */
 }
 
 /* ---- response ---- */

@@ -65,6 +65,7 @@ struct rpc_call {
   char *encoding;     /* borrowed from hdrs ("grpc-encoding") */
   int64_t deadline;
   struct event *deadline_ev;
+  struct event *rst_ev; /* delayed RST_STREAM(NO_ERROR) after early end */
   uint32_t nmsgs;
 
   /* reassembly of one length-prefixed message */
