@@ -34,6 +34,9 @@
 /* Delay of the RST_STREAM(NO_ERROR) after an early end (see
  * rpc__call_on_end_sent). */
 #define EARLY_RST_DELAY_US 20000
+/* How long a finished client-streaming response waits for the client's
+ * END_STREAM before it goes out anyway (see hold_response). */
+#define HOLD_RESPONSE_MS 1000
 
 #define MAKE_NV(n, v, vlen)                                                    \
   {                                                                            \
@@ -114,6 +117,8 @@ void rpc__call_destroy(rpc_call *call) {
     event_free(call->deadline_ev);
   if (call->rst_ev)
     event_free(call->rst_ev);
+  if (call->hold_ev)
+    event_free(call->hold_ev);
   for (h = call->hdrs; h; h = hn) {
     hn = h->next;
     free(h);
@@ -215,6 +220,46 @@ static void drop_rbuf(rpc_call *call) {
   call->held = 0;
 }
 
+/* A client-streaming call that finishes while the client is still sending
+ * keeps the rest of its response (message and trailers) until the client
+ * half-closes: libcurl 7.88 loses trailers that arrive while its upload is
+ * still running, and then waits for the stream to end until its deadline.
+ * The client's remaining DATA is consumed and dropped meanwhile; a client
+ * that never half-closes gets the response after HOLD_RESPONSE_MS. */
+static int holding(const rpc_call *call) {
+  return call->finished && !call->remote_closed && !call->released &&
+         call->method && call->method->m.kind == RPC_KIND_CLIENT_STREAMING;
+}
+
+static void release_response(rpc_call *call) {
+  if (call->deferred) {
+    call->deferred = 0;
+    nghttp2_session_resume_data(call->conn->session, call->stream_id);
+    rpc__conn_schedule_flush(call->conn);
+  }
+}
+
+static void hold_cb(evutil_socket_t fd, short what, void *arg) {
+  rpc_call *call = arg;
+  (void)fd;
+  (void)what;
+  call->released = 1;
+  release_response(call);
+}
+
+static void hold_response(rpc_call *call) {
+  struct timeval tv = {HOLD_RESPONSE_MS / 1000,
+                       (HOLD_RESPONSE_MS % 1000) * 1000};
+  if (!holding(call))
+    return;
+  if (!call->hold_ev)
+    call->hold_ev = evtimer_new(call->conn->srv->base, hold_cb, call);
+  if (call->hold_ev)
+    evtimer_add(call->hold_ev, &tv);
+  else
+    call->released = 1; /* out of memory: send now */
+}
+
 static int finish_impl(rpc_call *call, int code, const char *message,
                        const uint8_t *details, size_t details_len,
                        const char *accept_encoding) {
@@ -257,9 +302,12 @@ static int finish_impl(rpc_call *call, int code, const char *message,
     if (rv != 0)
       DB_WARN(LOG_COMP, "stream %d: submit trailers-only: %s", call->stream_id,
               nghttp2_strerror(rv));
-  } else if (call->deferred) {
-    call->deferred = 0;
-    nghttp2_session_resume_data(c->session, call->stream_id);
+  } else {
+    hold_response(call);
+    if (call->deferred && !holding(call)) {
+      call->deferred = 0;
+      nghttp2_session_resume_data(c->session, call->stream_id);
+    }
   }
   rpc__conn_schedule_flush(c);
   return 0;
@@ -512,6 +560,8 @@ void rpc__call_on_data(rpc_call *call, const uint8_t *data, size_t len) {
 
 void rpc__call_on_half_close(rpc_call *call) {
   call->remote_closed = 1;
+  if (call->finished)
+    release_response(call);
   if (!call->dispatched || call_done(call))
     return;
   if (call->prefix_have > 0 || call->msg_have > 0) {
@@ -624,7 +674,7 @@ ssize_t rpc__call_data_read(nghttp2_session *session, int32_t stream_id,
 
   (void)buf;
   (void)user_data;
-  if (qlen == 0 && !call->finished) {
+  if ((qlen == 0 && !call->finished) || holding(call)) {
     call->deferred = 1;
     return NGHTTP2_ERR_DEFERRED;
   }

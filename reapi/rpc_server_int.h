@@ -65,7 +65,8 @@ struct rpc_call {
   char *encoding;     /* borrowed from hdrs ("grpc-encoding") */
   int64_t deadline;
   struct event *deadline_ev;
-  struct event *rst_ev; /* delayed RST_STREAM(NO_ERROR) after early end */
+  struct event *rst_ev;  /* delayed RST_STREAM(NO_ERROR) after early end */
+  struct event *hold_ev; /* releases a held client-streaming response */
   uint32_t nmsgs;
 
   /* reassembly of one length-prefixed message */
@@ -90,6 +91,7 @@ struct rpc_call {
   unsigned end_sent : 1;        /* END_STREAM from us hit the wire */
   unsigned remote_closed : 1;   /* client half-closed */
   unsigned rst_sent : 1;        /* RST_STREAM(NO_ERROR) after early end */
+  unsigned released : 1;        /* early response let go before half-close */
   unsigned closed : 1;          /* on_close ran or is running */
   unsigned deferred : 1;        /* data provider returned DEFERRED */
   unsigned deadline_hit : 1;    /* we reset it for the deadline */
