@@ -221,6 +221,10 @@ int main(int argc, char **argv) {
     else if (!strcmp(argv[i], "--inflight"))
       o.max_inflight = atoi(argv[i + 1]);
   }
+  if (nsmall == 0 || large == 0) {
+    fprintf(stderr, "cas_bench: --small and --large-mb must be positive\n");
+    return 2;
+  }
   o.zstd_level = level;
   big[0] = malloc(large);
   big[1] = malloc(large);
