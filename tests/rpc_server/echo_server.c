@@ -18,6 +18,8 @@
  *   /test.Echo/Thread        echo produced by another thread via
  *                            rpc_server_post
  *   /test.Echo/Stats         text counters of on_close codes per method
+ *   /test.Echo/Early         client-streaming; echoes the first message and
+ *                            finishes at once
  *
  * Options: --port N (0), --max-msg BYTES, --grace-ms N, --window BYTES.
  * Prints "PORT <n>" on stdout; SIGTERM = graceful shutdown, exit 0.
@@ -43,11 +45,12 @@ enum {
   M_DELAY,
   M_THREAD,
   M_STATS,
+  M_EARLY,
   M_COUNT
 };
 static const char *method_names[M_COUNT] = {
-    "Unary", "ServerStream", "ClientStream", "Sink", "Fail",
-    "Slow",  "Delay",        "Thread",       "Stats"};
+    "Unary", "ServerStream", "ClientStream", "Sink",  "Fail",
+    "Slow",  "Delay",        "Thread",       "Stats", "Early"};
 static long closes[M_COUNT][17];
 static long active;
 static struct event_base *g_base;
@@ -224,6 +227,15 @@ static void cstream_half_close(rpc_call *call) {
     put_u64(out + 8, s->bytes);
     rpc_call_send(call, out, 16);
   }
+  rpc_call_finish(call, RPC_OK, NULL);
+}
+
+/* Early: a client-streaming method that answers (echo) and finishes at the
+ * first message, while the client may still be sending. */
+static void early_msg(rpc_call *call, const uint8_t *msg, size_t len) {
+  if (rpc_call_is_closed(call))
+    return;
+  rpc_call_send(call, msg, len);
   rpc_call_finish(call, RPC_OK, NULL);
 }
 
@@ -425,6 +437,8 @@ int main(int argc, char **argv) {
   m[M_THREAD].on_message = thread_msg;
   m[M_THREAD].on_close = thread_close;
   m[M_STATS].on_message = stats_msg;
+  m[M_EARLY].kind = RPC_KIND_CLIENT_STREAMING;
+  m[M_EARLY].on_message = early_msg;
   for (i = 0; i < M_COUNT; i++) {
     rv = rpc_server_add_method(g_srv, &m[i]);
     if (rv != 0)

@@ -563,6 +563,52 @@ def case_raw(srv):
     ok.close()
 
 
+def case_early(srv):
+    """A client-streaming call that finishes while the client still sends:
+    the response is held until the client half-closes (libcurl 7.88 loses
+    trailers that arrive during its upload), or sent after ~1 s and then
+    followed by RST_STREAM(NO_ERROR) if the client never half-closes."""
+    c = RawConn(srv.port)
+    c.start()
+    c.send(frame(HEADERS, END_HEADERS, 1, req_headers("/test.Echo/Early")) +
+           frame(DATA, 0, 1, grpc_msg(b"first")))
+    held = []
+    c.s.settimeout(0.3)
+    try:
+        while True:
+            f = c.read_frame()
+            if f is None:
+                break
+            if f[0] == HEADERS:
+                c.hp.inflate(f[3])  # keep the HPACK table in step
+            if f[2] == 1:
+                held.append(f)
+    except socket.timeout:
+        pass
+    check(not any(f[1] & END_STREAM or f[0] == RST for f in held),
+          "response ended before the client half-closed: %s" % held)
+    c.send(frame(DATA, END_STREAM, 1, b""))
+    ev = c.events(1)
+    body = b"".join(v for k, v in ev if k == "data")
+    check(body.endswith(b"first"), "echo after half-close: %s" % ev)
+    check(ev[-1][0] == "headers" and ev[-1][1].get("grpc-status") == "0",
+          "trailers after half-close: %s" % ev)
+    # A client that never half-closes still gets its answer, then a reset.
+    t0 = time.time()
+    c.send(frame(HEADERS, END_HEADERS, 3, req_headers("/test.Echo/Early")) +
+           frame(DATA, 0, 3, grpc_msg(b"second")))
+    ev = c.events(3, timeout=5)
+    dt = time.time() - t0
+    check(ev[-1][0] == "headers" and ev[-1][1].get("grpc-status") == "0",
+          "held response released: %s" % ev)
+    check(0.5 < dt < 4, "released after %.2f s" % dt)
+    f = c.read_frame()
+    while f is not None and f[2] != 3:
+        f = c.read_frame()
+    check(f is not None and f[0] == RST and f[3] == b"\0\0\0\0",
+          "RST_STREAM(NO_ERROR) after the released response: %s" % (f,))
+
+
 CASES = {
     "unary": ((), case_unary),
     "server_stream": ((), case_server_stream),
@@ -576,6 +622,7 @@ CASES = {
     "shutdown": (("--grace-ms", "3000"), case_shutdown),
     "upload_1g": ((), case_upload_1g),
     "raw": ((), case_raw),
+    "early": ((), case_early),
 }
 
 
