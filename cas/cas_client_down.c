@@ -199,27 +199,21 @@ static int down_start(cas_pump *p, size_t i) {
   return batch_start(p, j);
 }
 
+/* Split the small blobs into batch jobs (after the nlarge stream jobs). */
 static size_t plan_batches(cas_client *c, down_ctx *x, size_t nsmall,
                            uint64_t small_bytes) {
-  size_t limit = c->batch_limit - CAS_CLIENT_BATCH_SLACK;
-  size_t target = (size_t)(small_bytes / (uint64_t)c->max_inflight);
-  size_t nj = x->nlarge, acc = 0;
+  cas_batcher bt;
+  size_t nj = x->nlarge;
 
-  if (target < (256u << 10))
-    target = 256u << 10;
-  if (target > limit)
-    target = limit;
+  cas_client__batcher_init(c, small_bytes, &bt);
   for (size_t k = 0; k < nsmall; k++) {
-    size_t sz =
-        (size_t)x->dsts[x->small[k]].digest.size + CAS_CLIENT_ENTRY_OVERHEAD;
-    if (nj == x->nlarge || acc + sz > target) {
+    if (cas_client__batcher_next(&bt,
+                                 (uint64_t)x->dsts[x->small[k]].digest.size)) {
       x->jobs[nj].first = k;
       x->jobs[nj].n = 0;
       nj++;
-      acc = 0;
     }
     x->jobs[nj - 1].n++;
-    acc += sz;
   }
   return nj;
 }
@@ -293,9 +287,7 @@ int cas_client_download(cas_client *c, cas_blob_dst *dsts, size_t n,
         rv = cas_client__write_file(dsts[i].path, dsts[i].mode, NULL, 0);
       if (rv != 0)
         goto out;
-    } else if (sz < c->stream_threshold &&
-               sz + CAS_CLIENT_ENTRY_OVERHEAD <=
-                   c->batch_limit - CAS_CLIENT_BATCH_SLACK) {
+    } else if (cas_client__fits_batch(c, sz)) {
       x.small[nsmall++] = i;
       small_bytes += sz;
     } else {

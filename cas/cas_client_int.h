@@ -47,6 +47,22 @@ struct cas_client {
   rpc_status last; /* last failed remote status */
 };
 
+/* 1 when a blob of sz bytes goes in a batch request, 0 when it needs a
+ * ByteStream of its own. */
+int cas_client__fits_batch(const cas_client *c, uint64_t sz);
+
+/* Packs consecutive small blobs into batch jobs of about an even share of
+ * the total across the in-flight calls (between 256 KiB and the batch
+ * limit), so uploads and downloads use the same sizing. */
+typedef struct cas_batcher {
+  size_t target, acc;
+  int started;
+} cas_batcher;
+void cas_client__batcher_init(const cas_client *c, uint64_t small_bytes,
+                              cas_batcher *b);
+/* Account one more blob of sz bytes; 1 when it must open a new batch. */
+int cas_client__batcher_next(cas_batcher *b, uint64_t sz);
+
 /* ---- job pump ---- */
 typedef struct cas_pump cas_pump;
 /* Start the RPC of job i. Returns 0 (the RPC's on_done must eventually

@@ -173,28 +173,21 @@ static int up_start(cas_pump *p, size_t i) {
   return batch_start(p, j);
 }
 
-/* Split the small blobs into batch jobs of about `target` bytes. */
+/* Split the small blobs into batch jobs (after the nlarge stream jobs). */
 static size_t plan_batches(cas_client *c, up_ctx *x, size_t nsmall,
                            uint64_t small_bytes) {
-  size_t limit = c->batch_limit - CAS_CLIENT_BATCH_SLACK;
-  size_t target = (size_t)(small_bytes / (uint64_t)c->max_inflight);
-  size_t nj = x->nlarge, acc = 0;
+  cas_batcher bt;
+  size_t nj = x->nlarge;
 
-  if (target < (256u << 10))
-    target = 256u << 10;
-  if (target > limit)
-    target = limit;
+  cas_client__batcher_init(c, small_bytes, &bt);
   for (size_t k = 0; k < nsmall; k++) {
-    size_t sz =
-        (size_t)x->blobs[x->small[k]].digest.size + CAS_CLIENT_ENTRY_OVERHEAD;
-    if (nj == x->nlarge || acc + sz > target) {
+    if (cas_client__batcher_next(&bt,
+                                 (uint64_t)x->blobs[x->small[k]].digest.size)) {
       x->jobs[nj].first = k;
       x->jobs[nj].n = 0;
       nj++;
-      acc = 0;
     }
     x->jobs[nj - 1].n++;
-    acc += sz;
   }
   return nj;
 }
@@ -255,9 +248,7 @@ int cas_client_upload(cas_client *c, const cas_blob_src *blobs, size_t n,
       continue; /* the server invented a digest: ignore it */
     bi = uidx[u];
     sz = (size_t)blobs[bi].digest.size;
-    if (sz < c->stream_threshold &&
-        sz + CAS_CLIENT_ENTRY_OVERHEAD <=
-            c->batch_limit - CAS_CLIENT_BATCH_SLACK) {
+    if (cas_client__fits_batch(c, sz)) {
       x.small[nsmall++] = bi;
       small_bytes += sz;
     } else {

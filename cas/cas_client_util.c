@@ -264,3 +264,35 @@ out:
   free(buf);
   return rv;
 }
+
+int cas_client__fits_batch(const cas_client *c, uint64_t sz) {
+  return sz < c->stream_threshold &&
+         sz + CAS_CLIENT_ENTRY_OVERHEAD <=
+             c->batch_limit - CAS_CLIENT_BATCH_SLACK;
+}
+
+void cas_client__batcher_init(const cas_client *c, uint64_t small_bytes,
+                              cas_batcher *b) {
+  size_t limit = c->batch_limit - CAS_CLIENT_BATCH_SLACK;
+  size_t target = (size_t)(small_bytes / (uint64_t)c->max_inflight);
+
+  if (target < (256u << 10))
+    target = 256u << 10;
+  if (target > limit)
+    target = limit;
+  b->target = target;
+  b->acc = 0;
+  b->started = 0;
+}
+
+int cas_client__batcher_next(cas_batcher *b, uint64_t sz) {
+  size_t n = (size_t)sz + CAS_CLIENT_ENTRY_OVERHEAD;
+  int fresh = !b->started || b->acc + n > b->target;
+
+  if (fresh) {
+    b->started = 1;
+    b->acc = 0;
+  }
+  b->acc += n;
+  return fresh;
+}
