@@ -73,6 +73,30 @@ static void status_free(Google__Rpc__Status *st) {
   free(st);
 }
 
+/* Finish call with INVALID_ARGUMENT unless fn names SHA-256 (or is unset).
+ * Returns 1 when the request may go on. */
+static int check_digest_fn(rpc_call *call, int fn) {
+  if (reapi_pb_digest_function_ok(fn))
+    return 1;
+  rpc_call_finish(call, RPC_INVALID_ARGUMENT,
+                  "only the SHA256 digest function is supported");
+  return 0;
+}
+
+/* Finish call with INVALID_ARGUMENT when a batch of total bytes is over the
+ * advertised max_batch_total_size_bytes. Returns 1 when it fits. */
+static int check_batch_size(rpc_call *call, const cas_service *svc,
+                            size_t total) {
+  char m[128];
+
+  if (total <= svc->max_batch)
+    return 1;
+  snprintf(m, sizeof(m), "batch of %zu bytes exceeds the limit of %zu", total,
+           svc->max_batch);
+  rpc_call_finish(call, RPC_INVALID_ARGUMENT, m);
+  return 0;
+}
+
 /* ---- FindMissingBlobs ---- */
 
 static void fmb_on_message(rpc_call *call, const uint8_t *msg, size_t len) {
@@ -90,11 +114,8 @@ static void fmb_on_message(rpc_call *call, const uint8_t *msg, size_t len) {
                     "malformed FindMissingBlobsRequest");
     return;
   }
-  if (!reapi_pb_digest_function_ok(req->digest_function)) {
-    rpc_call_finish(call, RPC_INVALID_ARGUMENT,
-                    "only the SHA256 digest function is supported");
+  if (!check_digest_fn(call, req->digest_function))
     goto out;
-  }
   resp.missing_blob_digests =
       malloc((req->n_blob_digests + 1) * sizeof(*resp.missing_blob_digests));
   if (!resp.missing_blob_digests) {
@@ -219,20 +240,12 @@ static void bub_on_message(rpc_call *call, const uint8_t *msg, size_t len) {
                     "malformed BatchUpdateBlobsRequest");
     return;
   }
-  if (!reapi_pb_digest_function_ok(req->digest_function)) {
-    rpc_call_finish(call, RPC_INVALID_ARGUMENT,
-                    "only the SHA256 digest function is supported");
+  if (!check_digest_fn(call, req->digest_function))
     goto out;
-  }
   for (i = 0; i < req->n_requests; i++)
     total += req->requests[i]->data.len;
-  if (total > svc->max_batch) {
-    char m[128];
-    snprintf(m, sizeof(m), "batch of %zu bytes exceeds the limit of %zu", total,
-             svc->max_batch);
-    rpc_call_finish(call, RPC_INVALID_ARGUMENT, m);
+  if (!check_batch_size(call, svc, total))
     goto out;
-  }
   n = req->n_requests + 1;
   items = calloc(n, sizeof(*items));
   resp.responses = calloc(n, sizeof(*resp.responses));
@@ -417,11 +430,8 @@ static void brb_on_message(rpc_call *call, const uint8_t *msg, size_t len) {
                     "malformed BatchReadBlobsRequest");
     return;
   }
-  if (!reapi_pb_digest_function_ok(req->digest_function)) {
-    rpc_call_finish(call, RPC_INVALID_ARGUMENT,
-                    "only the SHA256 digest function is supported");
+  if (!check_digest_fn(call, req->digest_function))
     goto out;
-  }
   for (i = 0; i < req->n_acceptable_compressors; i++)
     if (req->acceptable_compressors[i] == PB_COMPRESSOR_ZSTD)
       zstd_ok = 1;
@@ -432,13 +442,8 @@ static void brb_on_message(rpc_call *call, const uint8_t *msg, size_t len) {
     }
     total += (size_t)req->digests[i]->size_bytes;
   }
-  if (total > svc->max_batch) {
-    char m[128];
-    snprintf(m, sizeof(m), "batch of %zu bytes exceeds the limit of %zu", total,
-             svc->max_batch);
-    rpc_call_finish(call, RPC_INVALID_ARGUMENT, m);
+  if (!check_batch_size(call, svc, total))
     goto out;
-  }
   items = calloc(req->n_digests + 1, sizeof(*items));
   resp.responses = calloc(req->n_digests + 1, sizeof(*resp.responses));
   if (!items || !resp.responses) {
