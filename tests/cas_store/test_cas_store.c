@@ -15,34 +15,7 @@
 #include "db_err.h"
 #include "db_log.h"
 #include "test_util.h"
-
-typedef struct fixture {
-  char root[256];
-  cas_store *s;
-} fixture;
-
-static cas_store *open_store(const char *root, uint64_t max_bytes) {
-  cas_store_opts o = {root, max_bytes, 0};
-  cas_store *s = NULL;
-  assert_int_equal(cas_store_open(&o, &s), 0);
-  return s;
-}
-
-static int setup(void **state) {
-  fixture *f = calloc(1, sizeof(*f));
-  tu_tmpdir(f->root, sizeof(f->root));
-  f->s = open_store(f->root, 0);
-  *state = f;
-  return 0;
-}
-
-static int teardown(void **state) {
-  fixture *f = *state;
-  cas_store_close(f->s);
-  tu_rm_rf(f->root);
-  free(f);
-  return 0;
-}
+#include "test_fixture.h"
 
 static void put_blob(cas_store *s, const uint8_t *p, size_t n,
                      reapi_digest *d) {
