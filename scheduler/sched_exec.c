@@ -36,6 +36,7 @@ typedef Build__Bazel__Remote__Execution__V2__ExecuteRequest ExecReq;
 typedef Build__Bazel__Remote__Execution__V2__ExecuteOperationMetadata EOM;
 typedef Build__Bazel__Remote__Execution__V2__WaitExecutionRequest WaitReq;
 typedef Build__Bazel__Remote__Execution__V2__RequestMetadata ReqMeta;
+typedef Build__Bazel__Remote__Execution__V2__ExecutedActionMetadata PbMeta;
 
 void sched_op_free(sched_op *op) {
   if (!op)
@@ -68,9 +69,11 @@ static sched_op *op_new(sched *s, const reapi_digest *ad,
 }
 
 /* Serialize the Operation for op at stage; resp (ExecuteResponse bytes)
- * only when done. */
+ * only when done; partial (may be NULL) becomes the metadata's
+ * partial_execution_metadata. */
 static int pack_operation(const sched_op *op, int stage, const uint8_t *resp,
-                          size_t rlen, int done, uint8_t **out, size_t *len) {
+                          size_t rlen, int done, PbMeta *partial, uint8_t **out,
+                          size_t *len) {
   Google__Longrunning__Operation o = GOOGLE__LONGRUNNING__OPERATION__INIT;
   Google__Protobuf__Any meta = GOOGLE__PROTOBUF__ANY__INIT;
   Google__Protobuf__Any ranyv = GOOGLE__PROTOBUF__ANY__INIT;
@@ -86,6 +89,7 @@ static int pack_operation(const sched_op *op, int stage, const uint8_t *resp,
   eom.stage = stage;
   eom.action_digest = &pd;
   eom.digest_function = PB_DIGEST_SHA256;
+  eom.partial_execution_metadata = partial;
   rc = reapi_pb_pack(&eom.base, &mbuf, &mlen);
   if (rc)
     return rc;
@@ -119,7 +123,32 @@ void sched_op_notify(sched *s, sched_op *op) {
   (void)s;
   if (!op->watchers || op->stage == SCHED_STAGE_COMPLETED)
     return;
-  if (pack_operation(op, op->stage, NULL, 0, 0, &buf, &len))
+  if (pack_operation(op, op->stage, NULL, 0, 0, NULL, &buf, &len))
+    return;
+  for (w = op->watchers; w; w = w->next)
+    send_or_drop(w->call, buf, len);
+  free(buf);
+}
+
+void sched_op_notify_early(sched *s, sched_op *op, const char *worker,
+                           const uint8_t *early, size_t early_len) {
+  PbMeta m =
+      BUILD__BAZEL__REMOTE__EXECUTION__V2__EXECUTED_ACTION_METADATA__INIT;
+  Google__Protobuf__Any any = GOOGLE__PROTOBUF__ANY__INIT, *anys[1] = {&any};
+  uint8_t *buf = NULL;
+  size_t len = 0;
+  sched_watch *w;
+
+  (void)s;
+  if (!op->watchers || op->stage != SCHED_STAGE_EXECUTING)
+    return;
+  any.type_url = SCHED_TYPE_EARLY;
+  any.value.data = (uint8_t *)early;
+  any.value.len = early_len;
+  m.worker = (char *)worker;
+  m.auxiliary_metadata = anys;
+  m.n_auxiliary_metadata = 1;
+  if (pack_operation(op, op->stage, NULL, 0, 0, &m, &buf, &len))
     return;
   for (w = op->watchers; w; w = w->next)
     send_or_drop(w->call, buf, len);
@@ -165,8 +194,8 @@ void sched_op_complete(sched *s, sched_op *op, const PbExecResp *resp) {
   }
   op->stage = SCHED_STAGE_COMPLETED;
   if (reapi_pb_pack(&resp->base, &rbuf, &rlen) ||
-      pack_operation(op, SCHED_STAGE_COMPLETED, rbuf, rlen, 1, &op->final_op,
-                     &op->final_len)) {
+      pack_operation(op, SCHED_STAGE_COMPLETED, rbuf, rlen, 1, NULL,
+                     &op->final_op, &op->final_len)) {
     free(op->final_op);
     op->final_op = NULL;
   }
@@ -246,7 +275,7 @@ static int watch(sched *s, sched_op *op, rpc_call *call) {
   w = calloc(1, sizeof(*w));
   if (!w)
     return DB_ENOMEM;
-  rc = pack_operation(op, op->stage, NULL, 0, 0, &buf, &len);
+  rc = pack_operation(op, op->stage, NULL, 0, 0, NULL, &buf, &len);
   if (rc) {
     free(w);
     return rc;
@@ -351,8 +380,8 @@ static int try_cache_hit(sched *s, rpc_call *call, const reapi_digest *ad,
     uint8_t *rbuf = NULL;
     size_t rlen = 0;
     if (reapi_pb_pack(&er.base, &rbuf, &rlen) == 0)
-      pack_operation(op, SCHED_STAGE_COMPLETED, rbuf, rlen, 1, &op->final_op,
-                     &op->final_len);
+      pack_operation(op, SCHED_STAGE_COMPLETED, rbuf, rlen, 1, NULL,
+                     &op->final_op, &op->final_len);
     free(rbuf);
   }
   retain(s, op);

@@ -188,6 +188,11 @@ char *sched_strdup(const char *s); /* NULL -> "" copy; NULL on OOM */
 int sched_exec_register(sched *s);
 /* Send the op's current stage to every watcher. */
 void sched_op_notify(sched *s, sched_op *op);
+/* Relay a worker's EarlyOutputs (packed bytes, borrowed) to every watcher
+ * as partial_execution_metadata.auxiliary_metadata (stage EXECUTING). */
+#define SCHED_TYPE_EARLY "type.googleapis.com/distbuild.worker.v1.EarlyOutputs"
+void sched_op_notify_early(sched *s, sched_op *op, const char *worker,
+                           const uint8_t *early, size_t early_len);
 /* Complete op with resp (borrowed; packed). Finishes every watcher, drops
  * the in-flight entry, starts the retention clock. */
 void sched_op_complete(sched *s, sched_op *op, const PbExecResp *resp);

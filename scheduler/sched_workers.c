@@ -32,6 +32,8 @@ typedef Distbuild__Worker__V1__HeartbeatRequest HbReq;
 typedef Distbuild__Worker__V1__HeartbeatResponse HbResp;
 typedef Distbuild__Worker__V1__CompleteRequest CompReq;
 typedef Distbuild__Worker__V1__CompleteResponse CompResp;
+typedef Distbuild__Worker__V1__ProgressRequest ProgReq;
+typedef Distbuild__Worker__V1__ProgressResponse ProgResp;
 
 static int send_cmd(rpc_call *call, const WorkerCmd *cmd) {
   uint8_t *buf = NULL;
@@ -443,6 +445,58 @@ out:
   distbuild__worker__v1__complete_request__free_unpacked(req, NULL);
 }
 
+/* Progress: relay EarlyOutputs of a running lease to its Execute clients.
+ * Every file must name a valid digest whose blob is already in the CAS, so
+ * a client never sees an output it cannot fetch. */
+static void progress_on_message(rpc_call *call, const uint8_t *msg,
+                                size_t len) {
+  sched *s = rpc_call_method_data(call);
+  ProgResp resp = DISTBUILD__WORKER__V1__PROGRESS_RESPONSE__INIT;
+  uint8_t *early = NULL;
+  size_t elen = 0;
+  sched_lease *l;
+  ProgReq *req;
+
+  req = distbuild__worker__v1__progress_request__unpack(NULL, len, msg);
+  if (!req || !req->early) {
+    rpc_call_finish(call, RPC_INVALID_ARGUMENT,
+                    req ? "ProgressRequest without early outputs"
+                        : "malformed ProgressRequest");
+    goto out;
+  }
+  for (size_t i = 0; i < req->early->n_files; i++) {
+    const PbOutputFile *f = req->early->files[i];
+    reapi_digest d;
+    if (!f->path || !f->path[0] || reapi_pb_digest_get(f->digest, &d) != 0) {
+      rpc_call_finish(call, RPC_INVALID_ARGUMENT,
+                      "early output without a path or a valid digest");
+      goto out;
+    }
+    if (cas_store_has(s->store, &d) != 1) {
+      rpc_call_finish(call, RPC_FAILED_PRECONDITION,
+                      "an early output is not in the CAS");
+      goto out;
+    }
+  }
+  l = sched_map_get(s->leases, req->lease_id);
+  if (!l || (req->session_id[0] && strcmp(l->w->session, req->session_id))) {
+    /* Stale: the lease was requeued or cancelled. Nothing to relay. */
+    reply(call, &resp.base);
+    goto out;
+  }
+  l->w->last_hb_ms = rpc_now_ms();
+  if (reapi_pb_pack(&req->early->base, &early, &elen) != 0) {
+    rpc_call_finish(call, RPC_RESOURCE_EXHAUSTED, "out of memory");
+    goto out;
+  }
+  sched_op_notify_early(s, l->op, req->worker_id, early, elen);
+  reply(call, &resp.base);
+out:
+  free(early);
+  if (req)
+    distbuild__worker__v1__progress_request__free_unpacked(req, NULL);
+}
+
 int sched_workers_register(sched *s) {
   rpc_method m = {0};
   int rc;
@@ -464,6 +518,11 @@ int sched_workers_register(sched *s) {
     return rc;
   m.path = WORKER_PREFIX "Complete";
   m.on_message = complete_on_message;
+  rc = rpc_server_add_method(s->srv, &m);
+  if (rc)
+    return rc;
+  m.path = WORKER_PREFIX "Progress";
+  m.on_message = progress_on_message;
   return rpc_server_add_method(s->srv, &m);
 }
 

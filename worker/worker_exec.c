@@ -12,6 +12,7 @@
 #include "db_log.h"
 #include "reapi_pb.h"
 #include "worker_exec.h"
+#include "worker_early.h"
 #include "worker_materialize.h"
 #include "worker_outputs.h"
 
@@ -43,6 +44,8 @@ typedef struct job {
   int mat_done;
   sbx_result sres;
   int ran;
+  int early_sent; /* EarlyOutputs went out during the run */
+  const char *lease_id;
   char err[512];
 } job;
 
@@ -268,7 +271,8 @@ static int run_sandbox(job *j, uint64_t timeout_ms) {
   const char **argv = NULL, **envp = NULL;
   char path[PATHMAX], dst[PATHMAX], so[PATHMAX], se[PATHMAX];
   sbx_limits lim = {0};
-  int root_rw = 0, rv;
+  wk_early *early = NULL;
+  int root_rw = 0, rv, erv;
 
   rv = sbx_request_new(&req);
   if (rv != 0)
@@ -302,6 +306,8 @@ static int run_sandbox(job *j, uint64_t timeout_ms) {
   if (rv == 0)
     rv = wk_pathf(se, sizeof(se), "%s/stderr", j->dir);
   if (rv == 0)
+    rv = wk_pathf(dst, sizeof(dst), "%s%s%s", j->root, *wd ? "/" : "", wd);
+  if (rv == 0)
     rv = sbx_request_set_argv(req, argv);
   if (rv == 0)
     rv = sbx_request_set_env(req, envp);
@@ -309,8 +315,26 @@ static int run_sandbox(job *j, uint64_t timeout_ms) {
     rv = sbx_request_set_cwd(req, path);
   if (rv == 0)
     rv = sbx_request_set_stdio_path(req, 1, so);
-  if (rv == 0)
-    rv = sbx_request_set_stdio_path(req, 2, se);
+  if (rv == 0) {
+    /* stderr through the early-outputs watcher (see worker_early.h). */
+    wk_early_cfg ec = {0};
+    int wfd = -1;
+    ec.cas = j->env->cas;
+    ec.worker_id = cfg->id;
+    ec.session_id = j->env->session_id;
+    ec.lease_id = j->lease_id;
+    ec.sandbox_wd = path;
+    ec.host_wd = dst;
+    ec.outputs = (const char *const *)(c->n_output_paths ? c->output_paths
+                                                         : c->output_files);
+    ec.n_outputs = c->n_output_paths ? c->n_output_paths : c->n_output_files;
+    ec.stderr_path = se;
+    rv = wk_early_start(&ec, &wfd, &early);
+    if (rv == 0)
+      rv = sbx_request_set_stdio_fd(req, 2, wfd);
+    else if (rv != DB_ENOMEM)
+      rv = sbx_request_set_stdio_path(req, 2, se);
+  }
   sbx_request_set_mode(req, cfg->sandbox_mode);
   if (rv == 0 && !none) {
     rv = sbx_request_add_default_layout(req);
@@ -348,7 +372,12 @@ static int run_sandbox(job *j, uint64_t timeout_ms) {
   j->meta->execution_start_timestamp = wk_now_ts(j->a);
   rv = sbx_run(req, &j->sres);
   j->meta->execution_completed_timestamp = wk_now_ts(j->a);
-  if (rv == DB_ENOMEM)
+  erv = wk_early_stop(early, &j->early_sent);
+  early = NULL;
+  if (rv == 0 && erv != 0)
+    rv = ST(set_status(j, RPC_INTERNAL, "writing the action's stderr: %s",
+                       db_strerror(erv)));
+  if (rv == DB_ENOMEM || rv == 1)
     goto out;
   if (rv != 0) {
     int code = rv == DB_ENOTFOUND || rv == DB_EINVAL ? RPC_INVALID_ARGUMENT
@@ -359,6 +388,7 @@ static int run_sandbox(job *j, uint64_t timeout_ms) {
   }
   j->ran = 1;
 out:
+  (void)wk_early_stop(early, NULL);
   sbx_request_free(req);
   return rv;
 }
@@ -600,6 +630,7 @@ int wk_exec_run(wk_exec_env *env, const Distbuild__Worker__V1__Assignment *a,
   memset(&j, 0, sizeof(j));
   memset(out, 0, sizeof(*out));
   j.env = env;
+  j.lease_id = a->lease_id;
   j.out = out;
   j.a = &out->arena;
   j.resp = wk_arena_alloc(j.a, sizeof(*j.resp));

@@ -29,7 +29,8 @@ typedef struct wk_exec_env {
   wk_metrics *metrics;
   const sbx_features *feat;
   int slot;
-  uint64_t seq; /* per-slot counter for action directory names */
+  uint64_t seq;        /* per-slot counter for action directory names */
+  char session_id[80]; /* current scheduler session, for Progress */
 } wk_exec_env;
 
 typedef struct wk_exec_result {

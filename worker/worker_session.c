@@ -185,6 +185,7 @@ static void *slot_main(void *arg) {
     if (!w->head)
       w->tail = NULL;
     w->running[sa->slot] = strdup(q->a->lease_id);
+    snprintf(env.session_id, sizeof(env.session_id), "%s", w->session_id);
     pthread_mutex_unlock(&w->mu);
 
     atomic_fetch_add(&w->m.busy_slots, 1);

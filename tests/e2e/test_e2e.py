@@ -332,7 +332,78 @@ def case_cas_failure(c):
     print("cas failure status:", r.status.code, r.status.message)
 
 
+def case_early(c):
+    """rustc-style metadata notifications on stderr: the worker sends the
+    announced (declared) .rmeta and dep-info as EarlyOutputs while the
+    action still runs; the final result still has everything."""
+    from e2e_lib import operations_pb2, re_pb2
+    from distbuild.worker.v1 import worker_pb2
+    root = "/home/builder/ws"
+    lines = [
+        b'{"$message_type":"diagnostic","rendered":"warning: x"}\n',
+        b'{"$message_type":"artifact","artifact":"lib.d","emit":"dep-info"}\n',
+        # not a declared output: ignored
+        b'{"$message_type":"artifact","artifact":"/etc/hostname",'
+        b'"emit":"metadata"}\n',
+        b'{"$message_type":"artifact","artifact":"' + root.encode() +
+        b'/w/lib.rmeta","emit":"metadata"}\n',
+        b'{"$message_type":"artifact","artifact":"' + root.encode() +
+        b'/w/lib.rlib","emit":"link"}\n']
+    def sh(b):
+        return "printf '%s\\n' '" + b[:-1].decode() + "' >&2"
+    script = "; ".join([
+        sh(lines[0]), "printf dep > lib.d", sh(lines[1]), sh(lines[2]),
+        "printf meta > lib.rmeta", sh(lines[3]), "sleep 1",
+        "printf rlib > lib.rlib", sh(lines[4])])
+    dg, _ = c.client.make_action(
+        [SH, "-c", script], Tree({"w": {"src.rs": b""}}),
+        outputs=["lib.d", "lib.rmeta", "lib.rlib"], wd="w",
+        platform={"exec-root-path": root})
+    req = re_pb2.ExecuteRequest(action_digest=dg)
+    ops, t_early = [], None
+    for m in c.client.ch.unary_stream(
+            "/build.bazel.remote.execution.v2.Execution/Execute")(
+            req.SerializeToString(), timeout=60):
+        op = operations_pb2.Operation.FromString(m)
+        ops.append((time.time(), op))
+    early = []
+    for t, op in ops:
+        md = re_pb2.ExecuteOperationMetadata()
+        op.metadata.Unpack(md)
+        for a in md.partial_execution_metadata.auxiliary_metadata:
+            if a.type_url.endswith("/distbuild.worker.v1.EarlyOutputs"):
+                e = worker_pb2.EarlyOutputs()
+                a.Unpack(e)
+                early.append((t, op, e))
+    check(len(early) == 1, "one EarlyOutputs message, got %d" % len(early),
+          c)
+    t, op, e = early[0]
+    check(not op.done, "early outputs come before the end", c)
+    check(ops[-1][0] - t > 0.5,
+          "...while the action still runs (%.2fs before the end)"
+          % (ops[-1][0] - t), c)
+    check(e.stderr_prefix == b"".join(lines[:4]),
+          "stderr prefix ends with the metadata line: %r" % e.stderr_prefix,
+          c)
+    check(sorted((f.path, f.digest.hash) for f in e.files) ==
+          sorted([("lib.d", pbd(b"dep").hash),
+                  ("lib.rmeta", pbd(b"meta").hash)]),
+          "the dep-info and the .rmeta: %s" % e.files, c)
+    for f in e.files:
+        c.client.read_blob(f.digest)  # fetchable from the CAS now
+    final = re_pb2.ExecuteResponse()
+    ops[-1][1].response.Unpack(final)
+    ok(final, c, "early")
+    res = final.result
+    check(c.client.read_blob(res.stderr_digest) == b"".join(lines),
+          "final stderr complete", c)
+    check(c.client.output_file(res, "lib.rlib") == b"rlib" and
+          c.client.output_file(res, "lib.rmeta") == b"meta",
+          "final outputs", c)
+
+
 CASES = {
+    "early": (case_early, {}),
     "basic": (case_basic, {}),
     "cache_hit": (case_cache_hit, {}),
     "dedup": (case_dedup, {}),

@@ -205,6 +205,18 @@ def stage_of(op):
     return md.stage
 
 
+def early_of(op):
+    """The EarlyOutputs an in-progress Operation carries, or None."""
+    m = re_pb2.ExecuteOperationMetadata()
+    op.metadata.Unpack(m)
+    for a in m.partial_execution_metadata.auxiliary_metadata:
+        if a.type_url.endswith("/distbuild.worker.v1.EarlyOutputs"):
+            e = worker_pb2.EarlyOutputs()
+            a.Unpack(e)
+            return e
+    return None
+
+
 def response_of(op):
     assert op.done
     r = re_pb2.ExecuteResponse()
@@ -323,6 +335,20 @@ class FakeWorker:
             worker_id=self.worker_id, session_id=self.session,
             lease_id=a.lease_id, response=resp).SerializeToString(),
             timeout=10)
+
+    def progress(self, a, files, stderr_prefix, upload=True, session=None):
+        """Send WorkerService.Progress with EarlyOutputs for lease a;
+        files: {path: bytes} (uploaded first unless upload=False)."""
+        if upload and files:
+            Client.upload(self, list(files.values()))
+        early = worker_pb2.EarlyOutputs(
+            stderr_prefix=stderr_prefix,
+            files=[re_pb2.OutputFile(path=p, digest=pbd(b))
+                   for p, b in sorted(files.items())])
+        return self.unary(WS + "Progress", worker_pb2.ProgressRequest(
+            worker_id=self.worker_id,
+            session_id=self.session if session is None else session,
+            lease_id=a.lease_id, early=early), worker_pb2.ProgressResponse)
 
     def unary(self, path, req, resp_cls, timeout=10):
         return Client.unary(self, path, req, resp_cls, timeout)

@@ -97,6 +97,76 @@ class ExecTest(SchedTestBase):
                   "worker joined: w1"):
             self.assertIn(s, log)
 
+    def test_progress_relays_early_outputs(self):
+        # A worker's EarlyOutputs (rustc's .rmeta before the .rlib) reach
+        # the Execute client while the action is still EXECUTING.
+        w = self.worker(mode="manual")
+        d, _ = self.client.make_action(outputs=("out", "lib.rmeta"))
+        call = self.client.execute_call(d)
+        it = iter(call)
+        a = w.next_assignment()
+        first = []
+        self.wait_for(lambda: first.append(
+            h.operations_pb2.Operation.FromString(next(it))) or
+            h.stage_of(first[-1]) == STAGE.EXECUTING, what="EXECUTING")
+        rmeta = b"rmeta bytes " + a.lease_id.encode()
+        prefix = (b'{"$message_type":"artifact","artifact":"lib.rmeta",'
+                  b'"emit":"metadata"}\n')
+        w.progress(a, {"lib.rmeta": rmeta}, prefix)
+        op = h.operations_pb2.Operation.FromString(next(it))
+        self.assertFalse(op.done)
+        self.assertEqual(h.stage_of(op), STAGE.EXECUTING)
+        e = h.early_of(op)
+        self.assertIsNotNone(e, "EarlyOutputs in partial metadata")
+        self.assertEqual(e.stderr_prefix, prefix)
+        self.assertEqual([(f.path, f.digest) for f in e.files],
+                         [("lib.rmeta", h.pbd(rmeta))])
+        # The blob is fetchable now, before the action completes.
+        r = self.client.unary(h.CAS + "BatchReadBlobs",
+                              re_pb2.BatchReadBlobsRequest(
+                                  digests=[h.pbd(rmeta)]),
+                              re_pb2.BatchReadBlobsResponse)
+        self.assertEqual(r.responses[0].data, rmeta)
+        w.complete(a)
+        rest = [h.operations_pb2.Operation.FromString(m) for m in it]
+        self.assertTrue(rest[-1].done)
+        self.assertEqual(h.response_of(rest[-1]).status.code, 0)
+
+    def test_progress_bad_requests(self):
+        w = self.worker(mode="manual")
+        d, _ = self.client.make_action()
+        call = self.client.execute_call(d)
+        a = w.next_assignment()
+        # A blob the CAS does not have: refused, nothing relayed.
+        self.expect_rpc_error(
+            lambda: w.progress(a, {"out": b"never uploaded"}, b"",
+                               upload=False),
+            grpc.StatusCode.FAILED_PRECONDITION)
+        # Malformed protobuf.
+        self.expect_rpc_error(
+            lambda: w.ch.unary_unary(h.WS + "Progress")(b"\xff\xff\xff",
+                                                         timeout=5),
+            grpc.StatusCode.INVALID_ARGUMENT)
+        # No EarlyOutputs / a file without a digest.
+        self.expect_rpc_error(
+            lambda: w.unary(h.WS + "Progress", worker_pb2.ProgressRequest(
+                lease_id=a.lease_id), worker_pb2.ProgressResponse),
+            grpc.StatusCode.INVALID_ARGUMENT)
+        self.expect_rpc_error(
+            lambda: w.unary(h.WS + "Progress", worker_pb2.ProgressRequest(
+                lease_id=a.lease_id, early=worker_pb2.EarlyOutputs(
+                    files=[re_pb2.OutputFile(path="out")])),
+                worker_pb2.ProgressResponse),
+            grpc.StatusCode.INVALID_ARGUMENT)
+        # A stale lease or another session: accepted, ignored.
+        w.progress(a, {"out": b"x"}, b"", session="not-this-session")
+        w.complete(a)
+        ops = [h.operations_pb2.Operation.FromString(m) for m in call]
+        self.assertTrue(ops[-1].done)
+        self.assertTrue(all(h.early_of(o) is None for o in ops),
+                        "nothing relayed for refused or stale Progress")
+        w.progress(a, {"out": b"y"}, b"")  # lease over: ignored, OK
+
     def test_cache_hit_without_worker(self):
         w = self.worker()
         d, _ = self.client.make_action()

@@ -19,6 +19,7 @@
 #include "db_err.h"
 #include "reapi_pb.h"
 #include "worker_cache.h"
+#include "worker_early.h"
 #include "worker_int.h"
 #include "worker_materialize.h"
 #include "worker_outputs.h"
@@ -59,6 +60,28 @@ static void test_relpath(void) {
   CHECK(!wk_relpath_ok("a//b", 0));
   CHECK(!wk_relpath_ok("a/", 0));
   CHECK(wk_relpath_ok("..a/b..", 0));
+}
+
+/* rustc's artifact notifications, as the early-outputs watcher reads them. */
+static void test_early_parse(void) {
+  char a[] =
+      "{\"$message_type\":\"artifact\",\"artifact\":\"/w/t/libx-1.rmeta\","
+      "\"emit\":\"metadata\"}";
+  char b[] = "{\"$message_type\":\"artifact\",\"emit\":\"dep-info\","
+             "\"artifact\":\"x.d\"}";
+  char esc[] = "{\"$message_type\":\"artifact\",\"artifact\":\"/a\\\"b\","
+               "\"emit\":\"metadata\"}";
+  char diag[] = "{\"$message_type\":\"diagnostic\",\"rendered\":"
+                "\"\\\"artifact\\\":\\\"x\\\"\",\"emit\":\"metadata\"}";
+  char trunc[] = "{\"$message_type\":\"artifact\",\"artifact\":\"/w/x";
+  const char *emit = NULL, *path = NULL;
+  CHECK(wk_early_parse_artifact(a, &emit, &path) == 1);
+  CHECK(!strcmp(emit, "metadata") && !strcmp(path, "/w/t/libx-1.rmeta"));
+  CHECK(wk_early_parse_artifact(b, &emit, &path) == 1);
+  CHECK(!strcmp(emit, "dep-info") && !strcmp(path, "x.d"));
+  CHECK(wk_early_parse_artifact(esc, &emit, &path) == 0);
+  CHECK(wk_early_parse_artifact(diag, &emit, &path) == 0);
+  CHECK(wk_early_parse_artifact(trunc, &emit, &path) == 0);
 }
 
 static void test_cache_lru(void) {
@@ -415,7 +438,7 @@ int main(int argc, char **argv) {
   tmp = cas_test_mkdtemp("worker-unit");
   CHECK(tmp);
   chmod(tmp, 0755);
-  if (strcmp(argv[1], "relpath")) {
+  if (strcmp(argv[1], "relpath") && strcmp(argv[1], "early_parse")) {
     char d[600];
     snprintf(d, sizeof(d), "%s/srv", tmp);
     CHECK(mkdir(d, 0755) == 0);
@@ -423,6 +446,8 @@ int main(int argc, char **argv) {
   }
   if (!strcmp(argv[1], "relpath"))
     test_relpath();
+  else if (!strcmp(argv[1], "early_parse"))
+    test_early_parse();
   else if (!strcmp(argv[1], "cache_lru"))
     test_cache_lru();
   else if (!strcmp(argv[1], "cache_dedup"))
