@@ -33,6 +33,10 @@ typedef struct call {
   char *target;
   int64_t start_ms;
   wrap_stat_rec rec;
+  const wrap_action *act; /* the action being run remotely */
+  /* An early stderr prefix went out (see wrap_remote.h): nothing may
+   * announce the metadata again, not even a local fallback. */
+  int early_released;
 } call;
 
 /* A progress line on stderr (one write; cargo passes non-JSON lines
@@ -68,6 +72,69 @@ static void write_all(int fd, const uint8_t *p, size_t n) {
     p += w;
     n -= (size_t)w;
   }
+}
+
+static int has(const uint8_t *p, size_t n, const char *needle) {
+  size_t k = strlen(needle);
+  for (size_t i = 0; i + k <= n; i++)
+    if (memcmp(p + i, needle, k) == 0)
+      return 1;
+  return 0;
+}
+
+/* rustc's "metadata is ready" notification, which cargo must see once. */
+static int is_metadata_notice(const uint8_t *p, size_t n) {
+  return n > 0 && p[0] == '{' && has(p, n, "\"$message_type\":\"artifact\"") &&
+         has(p, n, "\"emit\":\"metadata\"");
+}
+
+/* Write p[0, n) without metadata notifications; returns how many bytes
+ * were consumed (complete lines, plus the tail when final). */
+static size_t write_filtered_part(int fd, const uint8_t *p, size_t n,
+                                  int final) {
+  size_t off = 0;
+  while (off < n) {
+    const uint8_t *nl = memchr(p + off, '\n', n - off);
+    size_t end = nl ? (size_t)(nl - p) + 1 : n;
+    if (nl == NULL && !final)
+      break;
+    if (!is_metadata_notice(p + off, end - off))
+      write_all(fd, p + off, end - off);
+    off = end;
+  }
+  return off;
+}
+
+static void write_filtered(int fd, const uint8_t *p, size_t n) {
+  (void)write_filtered_part(fd, p, n, 1);
+}
+
+/* Copy a child's stderr from rfd to ours without metadata notifications. */
+static void filter_stream(int rfd) {
+  uint8_t *buf = NULL;
+  size_t len = 0, cap = 0;
+  for (;;) {
+    ssize_t r;
+    if (cap - len < 16384) {
+      uint8_t *nb = realloc(buf, cap ? cap * 2 : 65536);
+      if (nb == NULL)
+        break;
+      buf = nb;
+      cap = cap ? cap * 2 : 65536;
+    }
+    r = read(rfd, buf + len, cap - len);
+    if (r < 0 && errno == EINTR)
+      continue;
+    if (r <= 0)
+      break;
+    len += (size_t)r;
+    size_t used = write_filtered_part(STDERR_FILENO, buf, len, 0);
+    memmove(buf, buf + used, len - used);
+    len -= used;
+  }
+  if (buf)
+    (void)write_filtered_part(STDERR_FILENO, buf, len, 1);
+  free(buf);
 }
 
 static void finish_rec(call *c, const char *kind, int exit_code) {
@@ -108,18 +175,33 @@ static void breaker_trip(const call *c, int on) {
   free(p);
 }
 
-/* Run rustc locally as a child (so dep-info can be learnt afterwards). */
+/* Run rustc locally as a child (so dep-info can be learnt afterwards).
+ * After an early release its stderr goes through the metadata filter. */
 static int run_local(call *c, char **argv) {
   pid_t pid;
-  int st = 0;
-  pid = fork();
-  if (pid < 0)
+  int st = 0, p[2] = {-1, -1};
+  if (c->early_released && pipe2(p, O_CLOEXEC) != 0)
     return 127;
+  pid = fork();
+  if (pid < 0) {
+    if (p[0] >= 0) {
+      close(p[0]);
+      close(p[1]);
+    }
+    return 127;
+  }
   if (pid == 0) {
+    if (p[1] >= 0 && dup2(p[1], STDERR_FILENO) < 0)
+      _exit(127);
     execv(argv[0], argv);
     fprintf(stderr, "cargo-distbuild-wrapper: cannot run %s: %s\n", argv[0],
             strerror(errno));
     _exit(127);
+  }
+  if (p[0] >= 0) {
+    close(p[1]);
+    filter_stream(p[0]);
+    close(p[0]);
   }
   while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
     ;
@@ -140,13 +222,55 @@ static int fallback(call *c, char **argv, const char *why) {
   return code;
 }
 
-static void on_progress(void *ctx, const char *stage,
-                        const wrap_remote_result *r) {
+/* Early outputs may be announced to cargo only if their dep-info came with
+ * them and names no environment variable the action lacked: otherwise the
+ * action reruns and dependents would have started on stale metadata. */
+static int early_ok(call *c, const wrap_remote_result *r) {
+  wrap_strv missing = {0};
+  int have_d = 0, ok;
+  for (size_t i = 0; i < r->n_early; i++) {
+    size_t l = strlen(r->early_paths[i]);
+    if (l > 2 && strcmp(r->early_paths[i] + l - 2, ".d") == 0)
+      have_d = 1;
+  }
+  if (!have_d || c->act == NULL)
+    return 0;
+  ok = wrap_action_learn(c->args, environ, c->cache_dir, c->act, &missing) ==
+           0 &&
+       missing.n == 0;
+  wrap_strv_free(&missing);
+  if (ok)
+    c->early_released = 1;
+  return ok;
+}
+
+static int on_progress(void *ctx, const char *stage,
+                       const wrap_remote_result *r) {
   call *c = ctx;
   char b[32];
   if (strcmp(stage, "miss") == 0)
     say(DB_LOG_INFO, "%s: cache miss, executing remotely (uploaded %s)",
         c->crate, wrap_fmt_bytes(r->up_wire, b, sizeof(b)));
+  else if (strcmp(stage, "early") == 0)
+    return early_ok(c, r);
+  return 0;
+}
+
+/* One debug line per remote round: where the wall time of this call went
+ * (start-up and action building, then each remote phase). */
+static void log_timing(const call *c, int64_t built_ms,
+                       const wrap_remote_result *r) {
+  if (db_log_level() < DB_LOG_DEBUG)
+    return;
+  DB_DEBUG("wrapper",
+           "%s: timing ms: build %lld, lookup %lld, upload %lld, execute %lld "
+           "(queue %lld, inputs %lld, run %lld, outputs %lld), download %lld, "
+           "total %lld",
+           c->crate, (long long)(built_ms - c->start_ms),
+           (long long)r->t_lookup, (long long)r->t_upload,
+           (long long)r->t_execute, (long long)r->w_queue,
+           (long long)r->w_inputs, (long long)r->w_run, (long long)r->w_outputs,
+           (long long)r->t_download, (long long)(wrap_now_ms() - c->start_ms));
 }
 
 static int distributed(call *c, char **argv) {
@@ -157,7 +281,7 @@ static int distributed(call *c, char **argv) {
   wrap_strv extra = {0}, missing = {0};
   const char *reason = NULL;
   const char *e;
-  int64_t timeout_s = 600;
+  int64_t timeout_s = 600, built_ms = 0;
   int rv, code = 0;
 
   c->target = wrap_config_scheduler(c->args->cwd);
@@ -190,7 +314,11 @@ static int distributed(call *c, char **argv) {
       code = fallback(c, argv, reason ? reason : db_strerror(rv));
       goto out;
     }
+    built_ms = wrap_now_ms();
+    c->act = act;
     rv = wrap_remote_run(rem, act, on_progress, c, &res);
+    c->act = NULL;
+    log_timing(c, built_ms, &res);
     c->rec.up_raw += res.up_raw;
     c->rec.up_wire += res.up_wire;
     c->rec.down_raw += res.down_raw;
@@ -225,7 +353,14 @@ static int distributed(call *c, char **argv) {
     goto out;
   }
   write_all(STDOUT_FILENO, res.out, res.out_len);
-  write_all(STDERR_FILENO, res.err, res.err_len);
+  if (res.early_released && res.err_len >= res.early_err_len &&
+      memcmp(res.err, res.early_err, res.early_err_len) == 0)
+    write_all(STDERR_FILENO, res.err + res.early_err_len,
+              res.err_len - res.early_err_len);
+  else if (c->early_released)
+    write_filtered(STDERR_FILENO, res.err, res.err_len);
+  else
+    write_all(STDERR_FILENO, res.err, res.err_len);
   code = res.exit_code;
   if (rv == WRAP_REMOTE_HIT) {
     c->rec.saved_ms = res.exec_ms;
@@ -234,6 +369,7 @@ static int distributed(call *c, char **argv) {
     finish_rec(c, WRAP_KIND_HIT, code);
   } else {
     c->rec.exec_ms = res.exec_ms;
+    c->rec.early = res.early_released;
     say(DB_LOG_INFO, "%s: %s on %s in %.2fs", c->crate,
         code == 0 ? "compiled" : "compile error",
         res.worker[0] ? res.worker : "worker", (double)res.exec_ms / 1000.0);

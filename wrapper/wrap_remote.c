@@ -1,22 +1,26 @@
 /* Remote execution of one action; see wrap_remote.h. */
 #include "wrap_remote.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "cas_client.h"
 #include "db_err.h"
 #include "db_log.h"
 #include "reapi_pb.h"
 #include "rpc_client.h"
+#include "distbuild/worker/v1/worker.pb-c.h"
 
 typedef Build__Bazel__Remote__Execution__V2__GetActionResultRequest PbGetAR;
 typedef Build__Bazel__Remote__Execution__V2__ExecuteRequest PbExecReq;
 typedef Build__Bazel__Remote__Execution__V2__ExecuteResponse PbExecResp;
 typedef Build__Bazel__Remote__Execution__V2__WaitExecutionRequest PbWaitReq;
 typedef Build__Bazel__Remote__Execution__V2__ExecutedActionMetadata PbMeta;
+typedef Build__Bazel__Remote__Execution__V2__ExecuteOperationMetadata EOMeta;
 
 #define PATH_GET_AR                                                            \
   "/build.bazel.remote.execution.v2.ActionCache/GetActionResult"
@@ -28,6 +32,7 @@ typedef Build__Bazel__Remote__Execution__V2__ExecutedActionMetadata PbMeta;
 struct wrap_remote {
   char *target;
   cas_client *cas;
+  cas_client *cas2; /* early outputs, fetched while cas runs the stream */
   int64_t timeout_ms;
 };
 
@@ -55,6 +60,7 @@ void wrap_remote_free(wrap_remote *r) {
   if (r == NULL)
     return;
   cas_client_free(r->cas);
+  cas_client_free(r->cas2);
   free(r->target);
   free(r);
 }
@@ -62,11 +68,21 @@ void wrap_remote_free(wrap_remote *r) {
 void wrap_remote_result_clear(wrap_remote_result *res) {
   free(res->out);
   free(res->err);
+  for (size_t i = 0; i < res->n_early; i++)
+    free(res->early_paths[i]);
+  free(res->early_paths);
+  free(res->early_digests);
+  free(res->early_err);
   memset(res, 0, sizeof(*res));
 }
 
 static int64_t ts_ms(const Google__Protobuf__Timestamp *t) {
   return t ? t->seconds * 1000 + t->nanos / 1000000 : 0;
+}
+
+static int64_t span(const Google__Protobuf__Timestamp *a,
+                    const Google__Protobuf__Timestamp *b) {
+  return a && b ? ts_ms(b) - ts_ms(a) : 0;
 }
 
 static int64_t exec_duration(const PbMeta *m) {
@@ -86,6 +102,16 @@ static void reason(wrap_remote_result *res, const char *what,
   snprintf(res->reason, sizeof(res->reason), "%s: %s%s%s", what,
            rpc_code_name(st->code), st->message ? " " : "",
            st->message ? st->message : "");
+}
+
+/* 1 if abs was written early with digest d and is still there. */
+static int early_same(const wrap_remote_result *res, const char *abs,
+                      const reapi_digest *d) {
+  for (size_t i = 0; i < res->n_early; i++)
+    if (strcmp(res->early_paths[i], abs) == 0)
+      return reapi_digest_eq(&res->early_digests[i], d) &&
+             access(abs, F_OK) == 0;
+  return 0;
 }
 
 /* Download the outputs of ar (only paths the action declared), then
@@ -110,6 +136,12 @@ static int fetch_outputs(wrap_remote *r, const wrap_action *act,
     if (!wrap_strv_has(&act->outputs, abs) ||
         reapi_pb_digest_get(f->digest, &dst[n].digest) != 0) {
       DB_WARN("wrapper", "ignoring unexpected output %s", f->path);
+      free(abs);
+      continue;
+    }
+    if (early_same(res, abs, &dst[n].digest)) {
+      /* Already written early: rewriting would move its mtime past the
+       * dependents that cargo started on it. */
       free(abs);
       continue;
     }
@@ -167,6 +199,15 @@ static int fetch_outputs(wrap_remote *r, const wrap_action *act,
   }
   res->exit_code = ar->exit_code;
   res->exec_ms = exec_duration(ar->execution_metadata);
+  if (ar->execution_metadata) {
+    const PbMeta *m = ar->execution_metadata;
+    res->w_queue = span(m->queued_timestamp, m->worker_start_timestamp);
+    res->w_inputs = span(m->input_fetch_start_timestamp,
+                         m->input_fetch_completed_timestamp);
+    res->w_run = res->exec_ms;
+    res->w_outputs = span(m->output_upload_start_timestamp,
+                          m->output_upload_completed_timestamp);
+  }
   if (ar->execution_metadata && ar->execution_metadata->worker)
     snprintf(res->worker, sizeof(res->worker), "%s",
              ar->execution_metadata->worker);
@@ -304,7 +345,130 @@ typedef struct exec_ctx {
   PbExecResp *resp;
   rpc_status st;
   int done;
+  /* for early outputs */
+  wrap_remote *r;
+  const wrap_action *act;
+  wrap_remote_result *res;
+  wrap_remote_progress_fn progress;
+  void *pctx;
 } exec_ctx;
+
+static int write_fd_all(int fd, const uint8_t *p, size_t n) {
+  while (n > 0) {
+    ssize_t w = write(fd, p, n);
+    if (w < 0 && errno == EINTR)
+      continue;
+    if (w <= 0)
+      return DB_EIO;
+    p += w;
+    n -= (size_t)w;
+  }
+  return 0;
+}
+
+/* Write the EarlyOutputs files (declared outputs only, fetched on a second
+ * connection since this one is busy with the stream), then release the
+ * stderr prefix if the caller agrees. Any problem just skips the early
+ * path: the final result carries everything. */
+static void handle_early(exec_ctx *x,
+                         const Distbuild__Worker__V1__EarlyOutputs *eo) {
+  wrap_remote_result *res = x->res;
+  cas_blob_dst *dst = NULL;
+  char **paths = NULL;
+  reapi_digest *dg = NULL;
+  uint8_t *prefix = NULL;
+  size_t n = 0;
+  uint64_t raw = 0, wire = 0;
+  int rv = DB_ENOMEM;
+
+  if (res->n_early > 0 || eo->n_files == 0)
+    return;
+  dst = calloc(eo->n_files, sizeof(*dst));
+  paths = calloc(eo->n_files, sizeof(*paths));
+  dg = calloc(eo->n_files, sizeof(*dg));
+  prefix = malloc(eo->stderr_prefix.len + 1);
+  if (!dst || !paths || !dg || !prefix)
+    goto out;
+  for (; n < eo->n_files; n++) {
+    const PbOutputFile *f = eo->files[n];
+    paths[n] = f->path ? wrap_path_join(x->act->out_base, f->path) : NULL;
+    if (paths[n] == NULL || !wrap_strv_has(&x->act->outputs, paths[n]) ||
+        reapi_pb_digest_get(f->digest, &dg[n]) != 0) {
+      rv = DB_EINVAL;
+      n++;
+      goto out;
+    }
+    dst[n].digest = dg[n];
+    dst[n].path = paths[n];
+    dst[n].mode = f->is_executable ? 0755 : 0644;
+  }
+  rv = 0;
+  if (x->r->cas2 == NULL) {
+    cas_client_opts o = {0};
+    o.timeout_ms = 60000;
+    rv = cas_client_new(x->r->target, &o, &x->r->cas2);
+  }
+  if (rv == 0)
+    rv = cas_client_download(x->r->cas2, dst, n, &raw, &wire);
+  res->down_raw += raw;
+  res->down_wire += wire;
+  if (rv != 0)
+    goto out;
+  res->early_paths = paths;
+  res->early_digests = dg;
+  res->n_early = n;
+  paths = NULL;
+  dg = NULL;
+  if (x->progress && x->progress(x->pctx, "early", res) == 1) {
+    memcpy(prefix, eo->stderr_prefix.data, eo->stderr_prefix.len);
+    if (write_fd_all(STDERR_FILENO, prefix, eo->stderr_prefix.len) == 0) {
+      res->early_err = prefix;
+      res->early_err_len = eo->stderr_prefix.len;
+      res->early_released = 1;
+      prefix = NULL;
+    }
+  }
+out:
+  if (rv != 0)
+    DB_DEBUG("wrapper", "early outputs skipped: %s", db_strerror(rv));
+  for (size_t i = 0; paths && i < n; i++)
+    free(paths[i]);
+  free(paths);
+  free(dg);
+  free(dst);
+  free(prefix);
+}
+
+/* EarlyOutputs carried in an in-progress Operation's metadata, if any. */
+static void early_from_metadata(exec_ctx *x, const Google__Protobuf__Any *m) {
+  EOMeta *eom;
+  const char *t = m && m->type_url ? strrchr(m->type_url, '/') : NULL;
+  if (t == NULL || x->res == NULL ||
+      strcmp(t + 1, "build.bazel.remote.execution.v2.ExecuteOperationMetadata"))
+    return;
+  eom = build__bazel__remote__execution__v2__execute_operation_metadata__unpack(
+      NULL, m->value.len, m->value.data);
+  if (eom == NULL)
+    return;
+  for (size_t i = 0; eom->partial_execution_metadata &&
+                     i < eom->partial_execution_metadata->n_auxiliary_metadata;
+       i++) {
+    const Google__Protobuf__Any *a =
+        eom->partial_execution_metadata->auxiliary_metadata[i];
+    const char *at = a->type_url ? strrchr(a->type_url, '/') : NULL;
+    Distbuild__Worker__V1__EarlyOutputs *eo;
+    if (at == NULL || strcmp(at + 1, "distbuild.worker.v1.EarlyOutputs") != 0)
+      continue;
+    eo = distbuild__worker__v1__early_outputs__unpack(NULL, a->value.len,
+                                                      a->value.data);
+    if (eo) {
+      handle_early(x, eo);
+      distbuild__worker__v1__early_outputs__free_unpacked(eo, NULL);
+    }
+  }
+  build__bazel__remote__execution__v2__execute_operation_metadata__free_unpacked(
+      eom, NULL);
+}
 
 static int on_op(void *vctx, const uint8_t *msg, size_t len) {
   exec_ctx *x = vctx;
@@ -314,6 +478,8 @@ static int on_op(void *vctx, const uint8_t *msg, size_t len) {
     return 1;
   if (op->name && *op->name && x->op_name == NULL)
     x->op_name = strdup(op->name);
+  if (!op->done && op->metadata)
+    early_from_metadata(x, op->metadata);
   if (op->done) {
     x->done = 1;
     if (op->result_case == GOOGLE__LONGRUNNING__OPERATION__RESULT_RESPONSE &&
@@ -357,7 +523,8 @@ static int stream(wrap_remote *r, const char *path, const uint8_t *req,
 /* Execute with WaitExecution on a broken stream. On success *resp is the
  * ExecuteResponse (caller frees). */
 static int execute(wrap_remote *r, const wrap_action *act, PbExecResp **resp,
-                   wrap_remote_result *res) {
+                   wrap_remote_result *res, wrap_remote_progress_fn progress,
+                   void *pctx) {
   PbExecReq er = BUILD__BAZEL__REMOTE__EXECUTION__V2__EXECUTE_REQUEST__INIT;
   PbDigest d = BUILD__BAZEL__REMOTE__EXECUTION__V2__DIGEST__INIT;
   reapi_digest ad = act->action_digest;
@@ -366,6 +533,11 @@ static int execute(wrap_remote *r, const wrap_action *act, PbExecResp **resp,
   size_t len = 0;
   int rv, waits = 0, execs = 0;
   *resp = NULL;
+  x.r = r;
+  x.act = act;
+  x.res = res;
+  x.progress = progress;
+  x.pctx = pctx;
   reapi_pb_digest_set(&d, &ad);
   er.action_digest = &d;
   er.digest_function = PB_DIGEST_SHA256;
@@ -429,11 +601,16 @@ int wrap_remote_run(wrap_remote *r, const wrap_action *act,
   PbActionResult *ar = NULL;
   PbExecResp *er = NULL;
   int rv, attempt;
+  int64_t t = rpc_now_ms(), t2;
   rv = lookup(r, act, &ar, res);
+  t2 = rpc_now_ms();
+  res->t_lookup = t2 - t;
+  t = t2;
   if (rv < 0)
     goto out;
   if (rv == 1) {
     rv = fetch_outputs(r, act, ar, res);
+    res->t_download = rpc_now_ms() - t;
     if (rv == 0) {
       rv = WRAP_REMOTE_HIT;
       goto out;
@@ -442,12 +619,16 @@ int wrap_remote_run(wrap_remote *r, const wrap_action *act,
     res->reason[0] = '\0';
   }
   for (attempt = 0; attempt < 2; attempt++) {
+    t = rpc_now_ms();
     rv = upload(r, act, res);
+    res->t_upload += rpc_now_ms() - t;
     if (rv != 0)
       goto out;
     if (attempt == 0 && progress)
       progress(pctx, "miss", res);
-    rv = execute(r, act, &er, res);
+    t = rpc_now_ms();
+    rv = execute(r, act, &er, res, progress, pctx);
+    res->t_execute += rpc_now_ms() - t;
     if (rv == DB_ENOTFOUND && attempt == 0) {
       res->reason[0] = '\0';
       continue; /* missing inputs (evicted?): upload again */
@@ -477,7 +658,9 @@ int wrap_remote_run(wrap_remote *r, const wrap_action *act,
     rv = DB_EPROTO;
     goto out;
   }
+  t = rpc_now_ms();
   rv = fetch_outputs(r, act, er->result, res);
+  res->t_download = rpc_now_ms() - t;
   if (rv == 0)
     rv = er->cached_result ? WRAP_REMOTE_HIT : WRAP_REMOTE_EXECUTED;
 out:

@@ -34,13 +34,33 @@ typedef struct wrap_remote_result {
   uint64_t up_raw, up_wire, down_raw, down_wire;
   size_t up_blobs;
   char reason[256]; /* infrastructure failure, for the fallback line */
+  /* Phase wall times in ms, for the debug timing line: this client's
+   * lookup / upload / Execute stream / output download, and the worker's
+   * queue-to-start, input fetch, run and output upload (from the
+   * ExecutedActionMetadata timestamps; 0 when absent). */
+  int64_t t_lookup, t_upload, t_execute, t_download;
+  int64_t w_queue, w_inputs, w_run, w_outputs;
+  /* Early outputs (see worker_early.h): files written while the action
+   * still ran, and whether the stderr prefix announcing them has already
+   * been written to our stderr (then the final stderr is replayed from
+   * where the prefix ends, and nothing may announce them again). */
+  char **early_paths; /* absolute, owned */
+  reapi_digest *early_digests;
+  size_t n_early;
+  int early_released;
+  uint8_t *early_err; /* the released prefix, owned */
+  size_t early_err_len;
 } wrap_remote_result;
 
 typedef struct wrap_remote wrap_remote;
 
-/* Progress callback: stage is "miss" (after upload, before Execute). */
-typedef void (*wrap_remote_progress_fn)(void *ctx, const char *stage,
-                                        const wrap_remote_result *r);
+/* Progress callback. stage "miss": after upload, before Execute (return
+ * value ignored). stage "early": early outputs were just written to disk;
+ * return 1 to let the stderr prefix that announces them go to our stderr
+ * now (the caller checked e.g. the early dep-info), 0 to hold it until the
+ * action ends. */
+typedef int (*wrap_remote_progress_fn)(void *ctx, const char *stage,
+                                       const wrap_remote_result *r);
 
 /* target "HOST:PORT" (copied). timeout_ms bounds one Execute. */
 int wrap_remote_new(const char *target, int64_t timeout_ms, wrap_remote **out);

@@ -57,10 +57,10 @@ int wrap_stats_append(const wrap_stat_rec *r) {
                "v1\tt=%" PRId64 "\tbuild=%s\tkind=%s\tcrate=%s\texit=%d"
                "\tup_raw=%" PRIu64 "\tup_wire=%" PRIu64 "\tdown_raw=%" PRIu64
                "\tdown_wire=%" PRIu64 "\tsaved_ms=%" PRId64 "\texec_ms=%" PRId64
-               "\twall_ms=%" PRId64 "\treason=%s\n",
+               "\twall_ms=%" PRId64 "\tearly=%d\treason=%s\n",
                wrap_now_ms(), wrap_stats_build_id(), r->kind, crate,
                r->exit_code, r->up_raw, r->up_wire, r->down_raw, r->down_wire,
-               r->saved_ms, r->exec_ms, r->wall_ms, reason);
+               r->saved_ms, r->exec_ms, r->wall_ms, r->early ? 1 : 0, reason);
   if (n < 0 || (size_t)n >= sizeof(line)) {
     free(path);
     return DB_EINVAL;
@@ -148,6 +148,7 @@ static void account(wrap_stats_sum *s, const char *line) {
   s->saved_ms += num(line, "saved_ms");
   s->exec_ms += num(line, "exec_ms");
   s->wall_ms += num(line, "wall_ms");
+  s->early += (uint64_t)(num(line, "early") > 0);
 }
 
 int wrap_stats_load(const char *path, const char *build_id,
@@ -219,6 +220,8 @@ void wrap_stats_print(FILE *f, const char *title, const wrap_stats_sum *s) {
   fprintf(f, "  remote executions:                   %" PRIu64, s->remote);
   if (s->errors)
     fprintf(f, " (%" PRIu64 " with compile errors)", s->errors);
+  if (s->early)
+    fprintf(f, " (%" PRIu64 " pipelined: metadata released early)", s->early);
   fprintf(f, "\n  local (non-distributable) calls:     %" PRIu64 "\n",
           s->local);
   fprintf(f, "  local fallbacks:                     %" PRIu64 "\n",
@@ -246,9 +249,10 @@ void wrap_stats_json(FILE *f, const wrap_stats_sum *s) {
           ",\"hit_rate\":%.4f,\"bytes_uploaded\":%" PRIu64
           ",\"bytes_uploaded_raw\":%" PRIu64 ",\"bytes_downloaded\":%" PRIu64
           ",\"bytes_downloaded_raw\":%" PRIu64 ",\"time_saved_ms\":%" PRId64
-          ",\"fallback_reasons\":{",
+          ",\"pipelined\":%" PRIu64 ",\"fallback_reasons\":{",
           s->actions, s->hits, s->remote, s->errors, s->local, s->fallbacks,
-          rate, s->up_wire, s->up_raw, s->down_wire, s->down_raw, s->saved_ms);
+          rate, s->up_wire, s->up_raw, s->down_wire, s->down_raw, s->saved_ms,
+          s->early);
   for (int i = 0; i < s->n_reasons; i++) {
     fputc('"', f);
     for (const char *p = s->reasons[i].text; *p; p++) {

@@ -37,6 +37,7 @@ typedef struct wrap_stat_rec {
   int64_t saved_ms; /* hits: the original execution time */
   int64_t exec_ms;  /* remote: worker execution time */
   int64_t wall_ms;  /* time spent in the wrapper */
+  int early;        /* remote: metadata released to cargo before the end */
 } wrap_stat_rec;
 
 /* Append one record for the current build. Failures are ignored by
@@ -47,6 +48,7 @@ int wrap_stats_append(const wrap_stat_rec *r);
 
 typedef struct wrap_stats_sum {
   uint64_t records, actions, hits, remote, errors, local, fallbacks;
+  uint64_t early; /* remote executions whose metadata came early */
   uint64_t up_raw, up_wire, down_raw, down_wire;
   int64_t saved_ms, exec_ms, wall_ms;
   struct {

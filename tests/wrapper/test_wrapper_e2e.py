@@ -217,6 +217,13 @@ def main():
                                     "fallbacks", "local")})
         check(st["local"] == 2, "build script + binary ran locally")
         check("cargo-distbuild report" in p.stdout, "report printed")
+        # cargo pipelining across machines: each crate's .rmeta reached cargo
+        # before its remote action finished (worker EarlyOutputs).
+        check(st.get("pipelined") == 5,
+              "5/5 remote crates pipelined (metadata early): %s"
+              % st.get("pipelined"))
+        check("pipelined: metadata released early" in p.stdout,
+              "report counts pipelined crates")
         run = subprocess.run([os.path.join(ws, "target/debug/main-binary")],
                              capture_output=True, text=True, check=True)
         check(run.stdout.splitlines()[:3] == EXPECTED, "binary output")
@@ -225,6 +232,10 @@ def main():
               all(remote[k] == local[k] for k in local),
               "%d rlib/rmeta files and the binary byte-identical to local"
               % (len(local) - 1))
+        p, _ = E.distbuild(ws)
+        check("Compiling" not in p.stdout,
+              "no-op rebuild compiles nothing (early outputs kept their "
+              "mtimes)")
 
         print("2. cargo clean + rebuild: all hits", flush=True)
         d0 = cl.dispatches()
