@@ -241,6 +241,8 @@ static int early_ok(call *c, const wrap_remote_result *r) {
   wrap_strv_free(&missing);
   if (ok)
     c->early_released = 1;
+  DB_DEBUG("wrapper", "%s: early metadata %s after %lld ms", c->crate,
+           ok ? "released" : "held", (long long)(wrap_now_ms() - c->start_ms));
   return ok;
 }
 
