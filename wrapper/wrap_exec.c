@@ -406,6 +406,12 @@ int wrap_exec_main(int argc, char **argv) {
   }
   c.crate = c.args->crate_name ? c.args->crate_name : "?";
   reason = wrap_args_local_reason(c.args);
+  /* Cargo sets CARGO_CFG_* only for build scripts (and their children), so
+   * this rustc call is a build script's feature probe (anyhow, proc-macro2,
+   * thiserror, ...), not a crate of the build: a tiny compile that is often
+   * meant to fail, cheaper here than a round trip. */
+  if (reason == NULL && getenv("CARGO_CFG_TARGET_ARCH") != NULL)
+    reason = "build-script probe";
   if (reason == NULL && dis != NULL && *dis && strcmp(dis, "0") != 0)
     reason = "CARGO_DISTBUILD_DISABLE is set";
   if (reason == NULL)

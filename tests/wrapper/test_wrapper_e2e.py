@@ -318,6 +318,26 @@ def main():
         p, st = E.distbuild(ws2)
         check(st["action_cache_hits"] == 5, "fresh checkout: 5/5 hits")
 
+        print("6b. a build script's rustc probe runs locally", flush=True)
+        pdir = os.path.join(base, "probe")
+        os.makedirs(pdir, exist_ok=True)
+        with open(os.path.join(pdir, "probe.rs"), "w") as f:
+            f.write("pub fn probe() {}\n")
+        d0 = cl.dispatches()
+        p = E.run([os.path.join(bindir, "cargo-distbuild-wrapper"),
+                   os.path.join(sysroot, "bin", "rustc"),
+                   "--crate-name", "probe", "--crate-type", "lib",
+                   "--emit=dep-info,metadata", "--out-dir", pdir,
+                   os.path.join(pdir, "probe.rs")], pdir,
+                  {"CARGO_CFG_TARGET_ARCH": "x86_64"})
+        check(os.path.exists(os.path.join(pdir, "libprobe.rmeta")),
+              "probe compiled")
+        check(cl.dispatches() == d0, "no Execute for the probe")
+        with open(os.path.join(base, "stats", "stats.log")) as f:
+            last = f.read().splitlines()[-1]
+        check("kind=local" in last and "reason=build-script probe" in last,
+              "recorded as a local call: %s" % last[-60:])
+
         print("7. scheduler down: local fallback", flush=True)
         cl.stop("sched")
         E.cargo(["clean"], ws)
