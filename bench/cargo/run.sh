@@ -3,9 +3,10 @@
 # available), measured in the same run on the same machine.
 #
 #   bench/cargo/run.sh [--bin-dir DIR] [--workloads "test-workspace realworld"]
-#                      [--no-sccache] [--workers N]
+#                      [--no-sccache] [--workers N] [--runs N]
 #
-# Per workload: local build (CARGO_INCREMENTAL=0, after cargo clean);
+# Per workload and run (--runs, default 3; the table shows medians, since
+# these machines are noisy): local build (CARGO_INCREMENTAL=0, after cargo clean);
 # distributed cold (empty action cache for this code; the toolchain is
 # already in the CAS from a priming build, as it is after the first build
 # on any machine); distributed warm (cargo clean + rebuild: every action a
@@ -22,12 +23,14 @@ BIN="$ROOT/build"
 WORKLOADS="test-workspace realworld"
 SCCACHE=1
 WORKERS=2
+RUNS=3
 while [ $# -gt 0 ]; do
   case "$1" in
   --bin-dir) BIN=$(cd "$2" && pwd); shift 2 ;;
   --workloads) WORKLOADS="$2"; shift 2 ;;
   --no-sccache) SCCACHE=0; shift ;;
   --workers) WORKERS="$2"; shift 2 ;;
+  --runs) RUNS="$2"; shift 2 ;;
   *) echo "unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -87,6 +90,13 @@ timed() { # timed OUTVAR cmd...  (output to $WORK/last.log)
   printf -v "$var" '%.2f' "$(echo "$t1 - $t0" | bc -l)"
 }
 ratio() { printf '%.2f' "$(echo "$1 / $2" | bc -l)"; }
+# median of the arguments ("-" when there are none to take)
+median() {
+  [ "$1" = "-" ] && { echo "-"; return; }
+  printf '%s\n' "$@" | sort -g |
+    awk '{a[NR] = $1} END {if (NR % 2) printf "%.2f", a[(NR + 1) / 2];
+      else printf "%.2f", (a[NR / 2] + a[NR / 2 + 1]) / 2}'
+}
 
 # ---- sccache ----
 SCCACHE_BIN=""
@@ -119,45 +129,65 @@ for w in $WORKLOADS; do
   realworld) SRC="$ROOT/bench/cargo/realworld" ;;
   *) echo "unknown workload $w" >&2; exit 2 ;;
   esac
-  D="$WORK/$w"
-  cp -r "$SRC" "$D"
-  rm -rf "$D/target"
-  cd "$D"
-  cargo fetch --locked >/dev/null 2>&1 || cargo fetch >/dev/null
-  # Warm the OS page cache and cargo's metadata once, untimed.
-  CARGO_INCREMENTAL=0 cargo build --offline >/dev/null 2>&1
-  cargo clean -q
-  timed T_LOCAL env CARGO_INCREMENTAL=0 cargo build --offline
-  NCRATES=$(grep -c '^ *Compiling' "$WORK/last.log" || true)
-  cargo clean -q
-  timed T_COLD "$CD" build --offline
-  COLD_STATS=$("$CD" stats --json)
-  cargo clean -q
-  timed T_WARM "$CD" build --offline
-  WARM_STATS=$("$CD" stats --json)
-  T_SC_COLD="-"
-  T_SC_WARM="-"
-  if [ -n "$SCCACHE_BIN" ]; then
-    export SCCACHE_DIR="$WORK/sccache"
-    "$SCCACHE_BIN" --start-server >/dev/null 2>&1 || true
+  L=() C=() CR=() W=() WR=() SC=() SW=()
+  for r in $(seq "$RUNS"); do
+    # A new path per run: absolute paths are part of each action, so the
+    # distributed build is cold again; sccache gets a fresh cache too.
+    D="$WORK/$w-$r"
+    cp -r "$SRC" "$D"
+    rm -rf "$D/target"
+    cd "$D"
+    if [ "$r" = 1 ]; then
+      cargo fetch --locked >/dev/null 2>&1 || cargo fetch >/dev/null
+    fi
+    # Warm the OS page cache and cargo's metadata once, untimed.
+    CARGO_INCREMENTAL=0 cargo build --offline >/dev/null 2>&1
     cargo clean -q
-    timed T_SC_COLD env RUSTC_WRAPPER="$SCCACHE_BIN" CARGO_INCREMENTAL=0 cargo build --offline
+    timed T_LOCAL env CARGO_INCREMENTAL=0 cargo build --offline
+    NCRATES=$(grep -c '^ *Compiling' "$WORK/last.log" || true)
     cargo clean -q
-    timed T_SC_WARM env RUSTC_WRAPPER="$SCCACHE_BIN" CARGO_INCREMENTAL=0 cargo build --offline
-    unset SCCACHE_DIR
-  fi
-  hits=$(echo "$WARM_STATS" | sed -n 's/.*"last_build":{"actions":\([0-9]*\),"action_cache_hits":\([0-9]*\).*/\2\/\1/p')
-  remote=$(echo "$COLD_STATS" | sed -n 's/.*"last_build":{[^}]*"remote_executions":\([0-9]*\).*/\1/p')
-  ROWS+=("$(printf '%-15s %7s %8s %8s %6s %8s %6s %9s %9s %9s' "$w" "$NCRATES" \
-    "$T_LOCAL" "$T_COLD" "$(ratio "$T_COLD" "$T_LOCAL")" \
-    "$T_WARM" "$(ratio "$T_WARM" "$T_LOCAL")" "$T_SC_COLD" "$T_SC_WARM" \
-    "${remote:-?}/${hits:-?}")")
+    timed T_COLD "$CD" build --offline
+    COLD_STATS=$("$CD" stats --json)
+    cargo clean -q
+    timed T_WARM "$CD" build --offline
+    WARM_STATS=$("$CD" stats --json)
+    T_SC_COLD="-"
+    T_SC_WARM="-"
+    if [ -n "$SCCACHE_BIN" ]; then
+      "$SCCACHE_BIN" --stop-server >/dev/null 2>&1 || true
+      export SCCACHE_DIR="$WORK/sccache-$w-$r"
+      "$SCCACHE_BIN" --start-server >/dev/null 2>&1 || true
+      cargo clean -q
+      timed T_SC_COLD env RUSTC_WRAPPER="$SCCACHE_BIN" CARGO_INCREMENTAL=0 cargo build --offline
+      cargo clean -q
+      timed T_SC_WARM env RUSTC_WRAPPER="$SCCACHE_BIN" CARGO_INCREMENTAL=0 cargo build --offline
+      SC+=("$T_SC_COLD")
+      SW+=("$T_SC_WARM")
+    fi
+    L+=("$T_LOCAL")
+    C+=("$T_COLD")
+    W+=("$T_WARM")
+    CR+=("$(ratio "$T_COLD" "$T_LOCAL")")
+    WR+=("$(ratio "$T_WARM" "$T_LOCAL")")
+    echo "  $w run $r: local $T_LOCAL, cold $T_COLD (${CR[-1]}x), warm $T_WARM (${WR[-1]}x), sccache $T_SC_COLD / $T_SC_WARM" >&2
+    hits=$(echo "$WARM_STATS" | sed -n 's/.*"last_build":{"actions":\([0-9]*\),"action_cache_hits":\([0-9]*\).*/\2\/\1/p')
+    remote=$(echo "$COLD_STATS" | sed -n 's/.*"last_build":{[^}]*"remote_executions":\([0-9]*\).*/\1/p')
+    pipe=$(echo "$COLD_STATS" | sed -n 's/.*"last_build":{[^}]*"pipelined":\([0-9]*\).*/\1/p')
+    cd "$ROOT"
+    rm -rf "$D"
+  done
+  ROWS+=("$(printf '%-15s %7s %8s %8s %6s %8s %6s %9s %9s %16s' "$w" "$NCRATES" \
+    "$(median "${L[@]}")" "$(median "${C[@]}")" "$(median "${CR[@]}")" \
+    "$(median "${W[@]}")" "$(median "${WR[@]}")" \
+    "$(median "${SC[@]:--}")" "$(median "${SW[@]:--}")" \
+    "${remote:-?}/${pipe:-?}/${hits:-?}")")
   cd "$ROOT"
 done
 
 echo
-echo "cargo-distbuild bench ($(nproc) CPUs, $WORKERS local workers; seconds; ratio = / local)"
-printf '%-15s %7s %8s %8s %6s %8s %6s %9s %9s %9s\n' workload crates local \
-  dist-cold ratio dist-warm ratio sccache-c sccache-w rem/hit/act
+echo "cargo-distbuild bench ($(nproc) CPUs, $WORKERS local workers; median of $RUNS run(s);"
+echo "seconds; ratio = the median of each run's distributed / local time)"
+printf '%-15s %7s %8s %8s %6s %8s %6s %9s %9s %16s\n' workload crates local \
+  dist-cold ratio dist-warm ratio sccache-c sccache-w rem/pipe/hit/act
 for r in "${ROWS[@]}"; do echo "$r"; done
 echo "goals: cold <= 1.10x local; warm <= 0.50x local and faster than sccache warm"
