@@ -535,6 +535,8 @@ void rpc__call_on_data(rpc_call *call, const uint8_t *data, size_t len) {
       len -= call->msg_len;
       continue;
     }
+    if (len == 0)
+      break; /* the prefix ended this chunk; the body comes in the next */
     take = call->msg_len - call->msg_have;
     if (take > len)
       take = len;

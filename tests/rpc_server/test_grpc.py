@@ -481,6 +481,17 @@ def case_raw(srv):
           "unary shape %s" % ev)
     check(ev[1][1] == m, "echo over split frames")
     check(ev[2][1].get("grpc-status") == "0", "status %s" % ev)
+    # 4b. a DATA frame that ends exactly after the 5-byte prefix, the body
+    #     in the next frame (was a memcpy from a NULL buffer under UBSan)
+    c2 = RawConn(srv.port)
+    c2.start()
+    m = grpc_msg(b"prefix-then-body")
+    c2.send(frame(HEADERS, END_HEADERS, 1, req_headers("/test.Echo/Unary")) +
+            frame(DATA, 0, 1, m[:5]) + frame(DATA, END_STREAM, 1, m[5:]))
+    ev = c2.events(1)
+    check(len(ev) == 3 and ev[1][1] == m and
+          ev[2][1].get("grpc-status") == "0",
+          "echo with the prefix alone in a frame: %s" % ev)
     two = grpc_msg(b"a" * 10) + grpc_msg(b"b" * 20) + grpc_msg(b"")
     c.send(frame(HEADERS, END_HEADERS, 5, req_headers(
         "/test.Echo/ClientStream")) + frame(DATA, END_STREAM, 5, two))
