@@ -520,7 +520,6 @@ int wk_cache_read(wk_cache *c, cas_client *cas, const reapi_digest *d,
   wk_cache_want w = {*d, 0};
   char path[4096];
   uint8_t *buf = NULL;
-  size_t got = 0;
   int fd = -1, rv;
 
   *data = NULL;
@@ -537,18 +536,10 @@ int wk_cache_read(wk_cache *c, cas_client *cas, const reapi_digest *d,
     goto out;
   fd = open(path, O_RDONLY | O_CLOEXEC);
   rv = DB_EIO;
-  if (fd < 0)
+  if (fd < 0 || wk_read_full(fd, buf, (size_t)d->size) != 0)
     goto out;
-  while (got < (size_t)d->size) {
-    ssize_t r = read(fd, buf + got, (size_t)d->size - got);
-    if (r < 0 && errno == EINTR)
-      continue;
-    if (r <= 0)
-      goto out;
-    got += (size_t)r;
-  }
   *data = buf;
-  *len = got;
+  *len = (size_t)d->size;
   buf = NULL;
   rv = 0;
 out:

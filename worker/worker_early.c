@@ -19,6 +19,7 @@
 #include "reapi_digest.h"
 #include "reapi_pb.h"
 #include "rpc_client.h"
+#include "worker_int.h"
 
 #define PROGRESS_PATH "/distbuild.worker.v1.WorkerService/Progress"
 /* Lines are scanned only while the stderr seen so far is below this; the
@@ -98,7 +99,6 @@ static const char *declared(const wk_early *e, const char *p) {
 static int read_whole(const char *path, uint8_t **out, size_t *len) {
   struct stat st;
   uint8_t *buf = NULL;
-  size_t got = 0;
   int rv = DB_EIO;
   int fd = open(path, O_RDONLY | O_CLOEXEC);
   if (fd < 0)
@@ -111,16 +111,10 @@ static int read_whole(const char *path, uint8_t **out, size_t *len) {
     rv = DB_ENOMEM;
     goto out;
   }
-  while (got < (size_t)st.st_size) {
-    ssize_t r = read(fd, buf + got, (size_t)st.st_size - got);
-    if (r < 0 && errno == EINTR)
-      continue;
-    if (r <= 0)
-      goto out;
-    got += (size_t)r;
-  }
+  if (wk_read_full(fd, buf, (size_t)st.st_size) != 0)
+    goto out;
   *out = buf;
-  *len = got;
+  *len = (size_t)st.st_size;
   buf = NULL;
   rv = 0;
 out:

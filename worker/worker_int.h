@@ -63,6 +63,9 @@ int wk_mkdirs(const char *path, int mode);
 int wk_relpath_ok(const char *rel, int allow_empty);
 /* Copy a regular file (data only) to dst created with mode. */
 int wk_copy_file(const char *src, const char *dst, int mode);
+/* Read exactly n bytes from fd into buf (EINTR retried). 0, or DB_EIO on
+ * an error or a file shorter than n. */
+int wk_read_full(int fd, void *buf, size_t n);
 /* Parse "10G", "512M", "4096" (binary units). 0 or DB_EINVAL. */
 int wk_parse_size(const char *s, uint64_t *out);
 

@@ -219,6 +219,19 @@ out:
   return rv;
 }
 
+int wk_read_full(int fd, void *buf, size_t n) {
+  size_t got = 0;
+  while (got < n) {
+    ssize_t r = read(fd, (char *)buf + got, n - got);
+    if (r < 0 && errno == EINTR)
+      continue;
+    if (r <= 0)
+      return DB_EIO;
+    got += (size_t)r;
+  }
+  return 0;
+}
+
 int wk_parse_size(const char *s, uint64_t *out) {
   char *end = NULL;
   unsigned long long v;
