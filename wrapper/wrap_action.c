@@ -1,5 +1,6 @@
 /* Building the REAPI Action for one rustc call; see wrap_action.h. */
 #include "wrap_action.h"
+#include "wrap_closure.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -244,58 +245,8 @@ out:
   return rv;
 }
 
-/* All lib* artifacts in the -L dependency= dirs (no closure record). */
-static int add_wide(builder *b) {
-  int rv = 0;
-  for (size_t i = 0; i < b->a->n_libdirs && rv == 0; i++) {
-    DIR *d;
-    struct dirent *de;
-    if (strcmp(b->a->libdirs[i].kind, "dependency") != 0)
-      continue;
-    d = opendir(b->a->libdirs[i].path);
-    if (d == NULL)
-      continue;
-    while (rv == 0 && (de = readdir(d)) != NULL) {
-      const char *n = de->d_name;
-      size_t l = strlen(n);
-      if (strncmp(n, "lib", 3) != 0)
-        continue;
-      if ((l > 5 && strcmp(n + l - 5, ".rlib") == 0) ||
-          (l > 6 && strcmp(n + l - 6, ".rmeta") == 0) ||
-          (l > 3 && strcmp(n + l - 3, ".so") == 0)) {
-        char *f = wrap_path_join(b->a->libdirs[i].path, n);
-        rv = f ? wrap_strv_take(&b->externs, f) : DB_ENOMEM;
-      }
-    }
-    closedir(d);
-  }
-  return rv;
-}
-
 static int collect_externs(builder *b) {
-  int rv = 0, wide = 0;
-  for (size_t i = 0; i < b->a->n_externs && rv == 0; i++) {
-    const char *p = b->a->externs[i].path;
-    if (p == NULL)
-      continue;
-    rv = wrap_strv_add(&b->externs, p);
-    if (rv == 0) {
-      size_t l = strlen(p);
-      if (l > 3 && strcmp(p + l - 3, ".so") == 0)
-        continue; /* proc-macro: its deps are linked in */
-      rv = wrap_state_closure_get(b->cache_dir, p, &b->externs);
-      if (rv == DB_ENOTFOUND) {
-        DB_DEBUG("wrapper", "no closure record for %s", p);
-        wide = 1;
-        rv = 0;
-      }
-    }
-  }
-  if (rv == 0 && wide)
-    rv = add_wide(b);
-  if (rv == 0)
-    wrap_strv_sort_uniq(&b->externs);
-  return rv;
+  return wrap_closure_collect(b->a, b->cache_dir, &b->externs);
 }
 
 /* Build-script variables: cargo:rustc-env=K=V lines of <OUT_DIR>/../output */
@@ -650,31 +601,6 @@ void wrap_action_free(wrap_action *act) {
   wrap_tree_free(act->tree);
   free(act->reason);
   free(act);
-}
-
-int wrap_action_record_closure(const wrap_args *args, const char *cache_dir) {
-  builder b;
-  wrap_strv outs = {0};
-  int rv;
-  memset(&b, 0, sizeof(b));
-  b.a = args;
-  b.cache_dir = cache_dir;
-  if (args->out_dir == NULL || args->crate_name == NULL)
-    return 0;
-  rv = collect_externs(&b);
-  if (rv == 0) {
-    const char *x = args->extra_filename ? args->extra_filename : "";
-    rv = wrap_strv_take(
-        &outs, wrap_fmt("%s/lib%s%s.rlib", args->out_dir, args->crate_name, x));
-    if (rv == 0)
-      rv = wrap_strv_take(&outs, wrap_fmt("%s/lib%s%s.rmeta", args->out_dir,
-                                          args->crate_name, x));
-  }
-  if (rv == 0)
-    rv = wrap_state_closure_put(cache_dir, &outs, &b.externs);
-  wrap_strv_free(&outs);
-  wrap_strv_free(&b.externs);
-  return rv;
 }
 
 int wrap_action_learn(const wrap_args *args, char *const *envp,

@@ -98,10 +98,6 @@ int wrap_action_build(const wrap_args *args, char *const *envp,
                       const char **reason);
 void wrap_action_free(wrap_action *act); /* NULL ok */
 
-/* Write the closure records for this call's outputs (its externs and
- * their closures). Done for every rlib-producing call, local or remote. */
-int wrap_action_record_closure(const wrap_args *args, const char *cache_dir);
-
 /* After a successful compile: parse the dep-info output and save the
  * crate record (env names, files outside the package dir). If missing is
  * not NULL, it receives env names from dep-info that are set in envp but

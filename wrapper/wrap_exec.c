@@ -1,5 +1,7 @@
 /* One wrapper call from start to exit code; see wrap_exec.h. */
 #include "wrap_exec.h"
+#include "wrap_closure.h"
+#include "wrap_front.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -260,19 +262,22 @@ static int on_progress(void *ctx, const char *stage,
 
 /* One debug line per remote round: where the wall time of this call went
  * (start-up and action building, then each remote phase). */
-static void log_timing(const call *c, int64_t built_ms,
+static void log_timing(const call *c, const wrap_dcache *dc, int64_t built_ms,
                        const wrap_remote_result *r) {
+  uint64_t cached = 0, hashed = 0;
   if (db_log_level() < DB_LOG_DEBUG)
     return;
-  DB_DEBUG("wrapper",
-           "%s: timing ms: build %lld, lookup %lld, upload %lld, execute %lld "
-           "(queue %lld, inputs %lld, run %lld, outputs %lld), download %lld, "
-           "total %lld",
-           c->crate, (long long)(built_ms - c->start_ms),
-           (long long)r->t_lookup, (long long)r->t_upload,
-           (long long)r->t_execute, (long long)r->w_queue,
-           (long long)r->w_inputs, (long long)r->w_run, (long long)r->w_outputs,
-           (long long)r->t_download, (long long)(wrap_now_ms() - c->start_ms));
+  wrap_dcache_counts(dc, &cached, &hashed);
+  DB_DEBUG(
+      "wrapper",
+      "%s: timing ms: build %lld (%llu files hashed, %llu cached), lookup "
+      "%lld, upload %lld, execute %lld (queue %lld, inputs %lld, run %lld, "
+      "outputs %lld), download %lld, total %lld",
+      c->crate, (long long)(built_ms - c->start_ms), (unsigned long long)hashed,
+      (unsigned long long)cached, (long long)r->t_lookup,
+      (long long)r->t_upload, (long long)r->t_execute, (long long)r->w_queue,
+      (long long)r->w_inputs, (long long)r->w_run, (long long)r->w_outputs,
+      (long long)r->t_download, (long long)(wrap_now_ms() - c->start_ms));
 }
 
 static int distributed(call *c, char **argv) {
@@ -289,7 +294,7 @@ static int distributed(call *c, char **argv) {
   c->target = wrap_config_scheduler(c->args->cwd);
   if (c->target == NULL)
     return fallback(c, argv, "out of memory");
-  (void)wrap_action_record_closure(c->args, c->cache_dir);
+  (void)wrap_closure_record(c->args, c->cache_dir);
   if (breaker_open(c)) {
     char *why = wrap_fmt("scheduler unreachable at %s (recently)", c->target);
     code = fallback(c, argv, why ? why : "scheduler unreachable");
@@ -320,7 +325,7 @@ static int distributed(call *c, char **argv) {
     c->act = act;
     rv = wrap_remote_run(rem, act, on_progress, c, &res);
     c->act = NULL;
-    log_timing(c, built_ms, &res);
+    log_timing(c, dc, built_ms, &res);
     c->rec.up_raw += res.up_raw;
     c->rec.up_wire += res.up_wire;
     c->rec.down_raw += res.down_raw;
@@ -390,7 +395,6 @@ out:
 int wrap_exec_main(int argc, char **argv) {
   call c;
   const char *reason;
-  const char *dis = getenv("CARGO_DISTBUILD_DISABLE");
   int code;
   memset(&c, 0, sizeof(c));
   c.start_ms = wrap_now_ms();
@@ -405,32 +409,12 @@ int wrap_exec_main(int argc, char **argv) {
     return 127;
   }
   c.crate = c.args->crate_name ? c.args->crate_name : "?";
-  reason = wrap_args_local_reason(c.args);
-  /* Cargo sets CARGO_CFG_* only for build scripts (and their children), so
-   * this rustc call is a build script's feature probe (anyhow, proc-macro2,
-   * thiserror, ...), not a crate of the build: a tiny compile that is often
-   * meant to fail, cheaper here than a round trip. */
-  if (reason == NULL && getenv("CARGO_CFG_TARGET_ARCH") != NULL)
-    reason = "build-script probe";
-  if (reason == NULL && dis != NULL && *dis && strcmp(dis, "0") != 0)
-    reason = "CARGO_DISTBUILD_DISABLE is set";
-  if (reason == NULL)
-    c.cache_dir = wrap_cache_dir();
-  if (reason != NULL || c.cache_dir == NULL) {
-    if (wrap_args_is_compile(c.args)) {
-      char *cd = wrap_cache_dir();
-      /* rlib outputs of local calls still get closure records. */
-      if (cd != NULL && c.args->out_dir != NULL)
-        (void)wrap_action_record_closure(c.args, cd);
-      free(cd);
-      c.rec.reason = reason ? reason : "no cache directory";
-      finish_rec(&c, WRAP_KIND_LOCAL, 0);
-    }
-    execv(argv[0], argv);
-    fprintf(stderr, "cargo-distbuild-wrapper: cannot run %s: %s\n", argv[0],
-            strerror(errno));
-    return 127;
-  }
+  /* The front decided already; decide again for direct invocations. */
+  reason = wrap_front_local_reason(c.args);
+  if (reason == NULL && (c.cache_dir = wrap_cache_dir()) == NULL)
+    reason = "no cache directory";
+  if (reason != NULL)
+    return wrap_front_exec_local(c.args, argv, reason, c.start_ms);
   code = distributed(&c, argv);
   free(c.cache_dir);
   free(c.target);

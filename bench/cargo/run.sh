@@ -35,7 +35,8 @@ while [ $# -gt 0 ]; do
   esac
 done
 CD="$BIN/cargo-distbuild"
-[ -x "$CD" ] && [ -x "$BIN/cargo-distbuild-wrapper" ] || {
+[ -x "$CD" ] && [ -x "$BIN/cargo-distbuild-wrapper" ] &&
+  [ -x "$BIN/cargo-distbuild-wrapper-remote" ] || {
   echo "build first: cmake -S . -B build && cmake --build build" >&2; exit 2; }
 
 mkdir -p "$HOME/.cache"

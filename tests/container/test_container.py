@@ -421,7 +421,8 @@ def case_cargo_build(c):
     rebuild all hits, and a `docker kill`ed worker mid-build is survived."""
     if not BIN_DIR or not shutil.which("cargo"):
         raise AssertionError("cargo_build needs BIN_DIR and cargo on PATH")
-    for b in ("cargo-distbuild", "cargo-distbuild-wrapper"):
+    for b in ("cargo-distbuild", "cargo-distbuild-wrapper",
+              "cargo-distbuild-wrapper-remote"):
         assert os.access(os.path.join(BIN_DIR, b), os.X_OK), b
     home = os.path.expanduser("~")
     os.makedirs(os.path.join(home, ".cache"), exist_ok=True)

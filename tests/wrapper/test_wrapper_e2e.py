@@ -338,6 +338,32 @@ def main():
         check("kind=local" in last and "reason=build-script probe" in last,
               "recorded as a local call: %s" % last[-60:])
 
+        print("6c. the wrapper front stays light; no remote client: local",
+              flush=True)
+        ldd = subprocess.run(["ldd", os.path.join(bindir,
+                                                  "cargo-distbuild-wrapper")],
+                             capture_output=True, text=True).stdout
+        check("libcurl" not in ldd and "libnghttp2" not in ldd,
+              "cargo-distbuild-wrapper links neither libcurl nor nghttp2")
+        lone = os.path.join(base, "lone")
+        os.makedirs(lone, exist_ok=True)
+        shutil.copy(os.path.join(bindir, "cargo-distbuild-wrapper"), lone)
+        os.remove(os.path.join(pdir, "libprobe.rmeta"))
+        d0 = cl.dispatches()
+        p = E.run([os.path.join(lone, "cargo-distbuild-wrapper"),
+                   os.path.join(sysroot, "bin", "rustc"),
+                   "--crate-name", "probe", "--crate-type", "lib",
+                   "--emit=dep-info,metadata", "--out-dir", pdir,
+                   os.path.join(pdir, "probe.rs")], pdir)
+        check(os.path.exists(os.path.join(pdir, "libprobe.rmeta")) and
+              cl.dispatches() == d0, "compiled locally, no Execute")
+        check("cannot run the remote client" in p.stdout,
+              "one line says why: %r" % p.stdout[-200:])
+        with open(os.path.join(base, "stats", "stats.log")) as f:
+            last = f.read().splitlines()[-1]
+        check("kind=local" in last and "remote client missing" in last,
+              "recorded: %s" % last[-60:])
+
         print("7. scheduler down: local fallback", flush=True)
         cl.stop("sched")
         E.cargo(["clean"], ws)

@@ -1,0 +1,84 @@
+/* The wrapper's light front; see wrap_front.h. */
+#include "wrap_front.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "wrap_closure.h"
+#include "wrap_stats.h"
+#include "wrap_util.h"
+
+const char *wrap_front_local_reason(const wrap_args *a) {
+  const char *dis = getenv("CARGO_DISTBUILD_DISABLE");
+  const char *reason = wrap_args_local_reason(a);
+  /* Cargo sets CARGO_CFG_* only for build scripts (and their children), so
+   * this rustc call is a build script's feature probe (anyhow, proc-macro2,
+   * thiserror, ...), not a crate of the build: a tiny compile that is often
+   * meant to fail, cheaper here than a round trip. */
+  if (reason == NULL && getenv("CARGO_CFG_TARGET_ARCH") != NULL)
+    reason = "build-script probe";
+  if (reason == NULL && dis != NULL && *dis && strcmp(dis, "0") != 0)
+    reason = "CARGO_DISTBUILD_DISABLE is set";
+  return reason;
+}
+
+static int exec_rustc(char **argv) {
+  execv(argv[0], argv);
+  fprintf(stderr, "cargo-distbuild-wrapper: cannot run %s: %s\n", argv[0],
+          strerror(errno));
+  return 127;
+}
+
+int wrap_front_exec_local(const wrap_args *a, char **argv, const char *reason,
+                          int64_t start_ms) {
+  if (wrap_args_is_compile(a)) {
+    wrap_stat_rec rec;
+    char *cd = wrap_cache_dir();
+    /* rlib outputs of local calls still get closure records. */
+    if (cd != NULL && a->out_dir != NULL)
+      (void)wrap_closure_record(a, cd);
+    free(cd);
+    memset(&rec, 0, sizeof(rec));
+    rec.kind = WRAP_KIND_LOCAL;
+    rec.crate = a->crate_name ? a->crate_name : "?";
+    rec.reason = reason;
+    rec.wall_ms = wrap_now_ms() - start_ms;
+    (void)wrap_stats_append(&rec);
+  }
+  return exec_rustc(argv);
+}
+
+int wrap_front_main(int argc, char **argv, const char *remote_exe) {
+  int64_t start = wrap_now_ms();
+  wrap_args *a = NULL;
+  const char *reason;
+  char **rargv;
+  if (argc < 1) {
+    fprintf(stderr, "usage: cargo-distbuild-wrapper RUSTC [ARGS...]\n");
+    return 2;
+  }
+  if (wrap_args_parse(argc, argv, NULL, &a) != 0)
+    return exec_rustc(argv);
+  reason = wrap_front_local_reason(a);
+  if (reason != NULL)
+    return wrap_front_exec_local(a, argv, reason, start);
+  wrap_args_free(a);
+  /* Distributable: hand over to the remote client, argv unchanged. */
+  rargv = calloc((size_t)argc + 2, sizeof(*rargv));
+  if (rargv != NULL && remote_exe != NULL) {
+    rargv[0] = (char *)remote_exe;
+    memcpy(rargv + 1, argv, (size_t)argc * sizeof(*rargv));
+    execv(remote_exe, rargv);
+  }
+  fprintf(stderr,
+          "[distbuild] cannot run the remote client %s (%s); "
+          "running rustc locally\n",
+          remote_exe ? remote_exe : "?", strerror(errno));
+  free(rargv);
+  if (wrap_args_parse(argc, argv, NULL, &a) != 0)
+    return exec_rustc(argv);
+  return wrap_front_exec_local(a, argv, "remote client missing", start);
+}
