@@ -63,19 +63,6 @@ static void say(int level, const char *fmt, ...) {
   }
 }
 
-static void write_all(int fd, const uint8_t *p, size_t n) {
-  while (n > 0) {
-    ssize_t w = write(fd, p, n);
-    if (w < 0) {
-      if (errno == EINTR)
-        continue;
-      return;
-    }
-    p += w;
-    n -= (size_t)w;
-  }
-}
-
 static int has(const uint8_t *p, size_t n, const char *needle) {
   size_t k = strlen(needle);
   for (size_t i = 0; i + k <= n; i++)
@@ -101,7 +88,7 @@ static size_t write_filtered_part(int fd, const uint8_t *p, size_t n,
     if (nl == NULL && !final)
       break;
     if (!is_metadata_notice(p + off, end - off))
-      write_all(fd, p + off, end - off);
+      (void)wrap_write_all(fd, p + off, end - off);
     off = end;
   }
   return off;
@@ -359,15 +346,15 @@ static int distributed(call *c, char **argv) {
     code = fallback(c, argv, "remote compile failed before dep-info was known");
     goto out;
   }
-  write_all(STDOUT_FILENO, res.out, res.out_len);
+  (void)wrap_write_all(STDOUT_FILENO, res.out, res.out_len);
   if (res.early_released && res.err_len >= res.early_err_len &&
       memcmp(res.err, res.early_err, res.early_err_len) == 0)
-    write_all(STDERR_FILENO, res.err + res.early_err_len,
-              res.err_len - res.early_err_len);
+    (void)wrap_write_all(STDERR_FILENO, res.err + res.early_err_len,
+                         res.err_len - res.early_err_len);
   else if (c->early_released)
     write_filtered(STDERR_FILENO, res.err, res.err_len);
   else
-    write_all(STDERR_FILENO, res.err, res.err_len);
+    (void)wrap_write_all(STDERR_FILENO, res.err, res.err_len);
   code = res.exit_code;
   if (rv == WRAP_REMOTE_HIT) {
     c->rec.saved_ms = res.exec_ms;

@@ -353,19 +353,6 @@ typedef struct exec_ctx {
   void *pctx;
 } exec_ctx;
 
-static int write_fd_all(int fd, const uint8_t *p, size_t n) {
-  while (n > 0) {
-    ssize_t w = write(fd, p, n);
-    if (w < 0 && errno == EINTR)
-      continue;
-    if (w <= 0)
-      return DB_EIO;
-    p += w;
-    n -= (size_t)w;
-  }
-  return 0;
-}
-
 /* Write the EarlyOutputs files (declared outputs only, fetched on a second
  * connection since this one is busy with the stream), then release the
  * stderr prefix if the caller agrees. Any problem just skips the early
@@ -421,7 +408,7 @@ static void handle_early(exec_ctx *x,
   dg = NULL;
   if (x->progress && x->progress(x->pctx, "early", res) == 1) {
     memcpy(prefix, eo->stderr_prefix.data, eo->stderr_prefix.len);
-    if (write_fd_all(STDERR_FILENO, prefix, eo->stderr_prefix.len) == 0) {
+    if (wrap_write_all(STDERR_FILENO, prefix, eo->stderr_prefix.len) == 0) {
       res->early_err = prefix;
       res->early_err_len = eo->stderr_prefix.len;
       res->early_released = 1;

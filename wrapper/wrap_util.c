@@ -334,6 +334,20 @@ int64_t wrap_now_ms(void) {
   return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+int wrap_write_all(int fd, const void *p, size_t n) {
+  const char *c = p;
+  while (n > 0) {
+    ssize_t w = write(fd, c, n);
+    if (w < 0 && errno == EINTR)
+      continue;
+    if (w <= 0)
+      return DB_EIO;
+    c += w;
+    n -= (size_t)w;
+  }
+  return 0;
+}
+
 void wrap_hash_str(const char *s, char *out, size_t n) {
   reapi_digest d;
   reapi_digest_of(s, strlen(s), &d);

@@ -71,6 +71,10 @@ char *wrap_cache_dir(void);
 /* Wall clock in milliseconds since the epoch. */
 int64_t wrap_now_ms(void);
 
+/* write(2) all of p[0, n) to fd, retrying EINTR and short writes.
+ * 0, or DB_EIO. */
+int wrap_write_all(int fd, const void *p, size_t n);
+
 /* Hex SHA-256 of a string, truncated to n hex chars (n <= 64), into out
  * (n + 1 bytes). */
 void wrap_hash_str(const char *s, char *out, size_t n);
