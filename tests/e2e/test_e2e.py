@@ -336,8 +336,7 @@ def case_early(c):
     """rustc-style metadata notifications on stderr: the worker sends the
     announced (declared) .rmeta and dep-info as EarlyOutputs while the
     action still runs; the final result still has everything."""
-    from e2e_lib import operations_pb2, re_pb2
-    from distbuild.worker.v1 import worker_pb2
+    from e2e_lib import operations_pb2, re_pb2, reapi_py
     root = "/home/builder/ws"
     lines = [
         b'{"$message_type":"diagnostic","rendered":"warning: x"}\n',
@@ -366,15 +365,8 @@ def case_early(c):
             req.SerializeToString(), timeout=60):
         op = operations_pb2.Operation.FromString(m)
         ops.append((time.time(), op))
-    early = []
-    for t, op in ops:
-        md = re_pb2.ExecuteOperationMetadata()
-        op.metadata.Unpack(md)
-        for a in md.partial_execution_metadata.auxiliary_metadata:
-            if a.type_url.endswith("/distbuild.worker.v1.EarlyOutputs"):
-                e = worker_pb2.EarlyOutputs()
-                a.Unpack(e)
-                early.append((t, op, e))
+    early = [(t, op, e) for t, op in ops
+             for e in [reapi_py.early_outputs_of(op)] if e is not None]
     check(len(early) == 1, "one EarlyOutputs message, got %d" % len(early),
           c)
     t, op, e = early[0]

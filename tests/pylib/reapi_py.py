@@ -41,6 +41,22 @@ def load_protos():
     return re_pb2, bs_pb2, status_pb2
 
 
+def early_outputs_of(op):
+    """The distbuild.worker.v1.EarlyOutputs an in-progress Operation
+    carries in partial_execution_metadata.auxiliary_metadata, or None.
+    Call load_protos() first."""
+    from build.bazel.remote.execution.v2 import remote_execution_pb2
+    from distbuild.worker.v1 import worker_pb2
+    m = remote_execution_pb2.ExecuteOperationMetadata()
+    op.metadata.Unpack(m)
+    for a in m.partial_execution_metadata.auxiliary_metadata:
+        if a.type_url.endswith("/distbuild.worker.v1.EarlyOutputs"):
+            e = worker_pb2.EarlyOutputs()
+            a.Unpack(e)
+            return e
+    return None
+
+
 def digest_of(data):
     return hashlib.sha256(data).hexdigest(), len(data)
 

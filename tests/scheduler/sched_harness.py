@@ -205,16 +205,7 @@ def stage_of(op):
     return md.stage
 
 
-def early_of(op):
-    """The EarlyOutputs an in-progress Operation carries, or None."""
-    m = re_pb2.ExecuteOperationMetadata()
-    op.metadata.Unpack(m)
-    for a in m.partial_execution_metadata.auxiliary_metadata:
-        if a.type_url.endswith("/distbuild.worker.v1.EarlyOutputs"):
-            e = worker_pb2.EarlyOutputs()
-            a.Unpack(e)
-            return e
-    return None
+early_of = reapi_py.early_outputs_of
 
 
 def response_of(op):
