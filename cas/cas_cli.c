@@ -58,17 +58,32 @@ int cas_cli_parse_size(const char *s, unsigned long long *out) {
   return 0;
 }
 
+int cas_cli_parse_sync(const char *s, int *mode) {
+  if (!s || !*s || strcmp(s, "background") == 0)
+    *mode = CAS_SYNC_BACKGROUND;
+  else if (strcmp(s, "always") == 0)
+    *mode = CAS_SYNC_EACH;
+  else
+    return DB_EINVAL;
+  return 0;
+}
+
 static void usage(FILE *f) {
-  fprintf(f,
-          "usage: cargo-distbuild cas run [--listen HOST:PORT] [--root DIR]\n"
-          "                               [--max-size SIZE] [--port-file F]\n"
-          "  --listen     address to serve on (default 127.0.0.1:8981;\n"
-          "               port 0 picks a free port)\n"
-          "  --root       store directory (default ./.distbuild/cas)\n"
-          "  --max-size   size budget, e.g. 10G (default 10G)\n"
-          "  --port-file  write the bound port to this file once listening\n"
-          "Environment: CARGO_DISTBUILD_CAS_LISTEN, CARGO_DISTBUILD_CAS_ROOT,\n"
-          "CARGO_DISTBUILD_CAS_MAX_SIZE override the defaults.\n");
+  fprintf(
+      f, "usage: cargo-distbuild cas run [--listen HOST:PORT] [--root DIR]\n"
+         "                               [--max-size SIZE] [--port-file F]\n"
+         "                               [--sync background|always]\n"
+         "  --listen     address to serve on (default 127.0.0.1:8981;\n"
+         "               port 0 picks a free port)\n"
+         "  --root       store directory (default ./.distbuild/cas)\n"
+         "  --max-size   size budget, e.g. 10G (default 10G)\n"
+         "  --port-file  write the bound port to this file once listening\n"
+         "  --sync       background (default): writes are durable within\n"
+         "               ~20 ms, one syncfs per burst; always: each write\n"
+         "               is fsync'd before it is acknowledged\n"
+         "Environment: CARGO_DISTBUILD_CAS_LISTEN, CARGO_DISTBUILD_CAS_ROOT,\n"
+         "CARGO_DISTBUILD_CAS_MAX_SIZE, CARGO_DISTBUILD_CAS_SYNC override the\n"
+         "defaults.\n");
 }
 
 typedef struct run_ctx {
@@ -101,9 +116,11 @@ static int cas_run(int argc, char **argv) {
       {"root", required_argument, NULL, 'r'},
       {"max-size", required_argument, NULL, 'm'},
       {"port-file", required_argument, NULL, 'p'},
+      {"sync", required_argument, NULL, 's'},
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0}};
   const char *listen = getenv("CARGO_DISTBUILD_CAS_LISTEN");
+  const char *sync = getenv("CARGO_DISTBUILD_CAS_SYNC");
   const char *root = getenv("CARGO_DISTBUILD_CAS_ROOT");
   const char *max_size = getenv("CARGO_DISTBUILD_CAS_MAX_SIZE");
   const char *port_file = NULL;
@@ -131,6 +148,9 @@ static int cas_run(int argc, char **argv) {
     case 'p':
       port_file = optarg;
       break;
+    case 's':
+      sync = optarg;
+      break;
     case 'h':
       usage(stdout);
       return 0;
@@ -149,6 +169,11 @@ static int cas_run(int argc, char **argv) {
     root = ".distbuild/cas";
   if (cas_cli_parse_size(max_size && *max_size ? max_size : "10G", &budget)) {
     fprintf(stderr, "cas run: invalid --max-size '%s'\n", max_size);
+    return 2;
+  }
+  if (cas_cli_parse_sync(sync, &sopts.sync)) {
+    fprintf(stderr, "cas run: invalid --sync '%s' (background or always)\n",
+            sync);
     return 2;
   }
   signal(SIGPIPE, SIG_IGN);

@@ -9,4 +9,8 @@ int cas_cli_main(int argc, char **argv);
  * Returns 0 or DB_EINVAL. Shared by other CLIs. */
 int cas_cli_parse_size(const char *s, unsigned long long *out);
 
+/* Parse a --sync value: "background" (the default when s is NULL or
+ * empty) or "always", into *mode (CAS_SYNC_*). Returns 0 or DB_EINVAL. */
+int cas_cli_parse_sync(const char *s, int *mode);
+
 #endif

@@ -4,11 +4,12 @@
  * cas_store_index.c, streaming I/O in cas_store_stream.c; the locking
  * rules are in cas_store_int.h.
  *
- * Durability: every blob and AC entry is fdatasync'd (a batch of blobs:
- * syncfs'd together) before it is renamed into place, so after a crash a
- * visible file is always complete. The
- * directory is not fsync'd after the rename: a crash may lose a recently
- * added blob, which for a cache is a miss, never corruption.
+ * Durability (CAS_SYNC_EACH): every blob and AC entry is fdatasync'd (a
+ * batch of blobs: syncfs'd together) before it is renamed into place, so
+ * after a crash a visible file is always complete. The directory is not
+ * fsync'd after the rename: a crash may lose a recently added blob, which
+ * for a cache is a miss, never corruption. CAS_SYNC_BACKGROUND moves the
+ * sync off the write path (cas_store_sync.c).
  */
 #include "cas_store_int.h"
 
@@ -353,6 +354,8 @@ int cas_publish_synced(cas_store *s, const char *tmpname, const cas_key *k,
   /* Still under ns_mu: no writer can re-create a victim's name before we
    * unlink it. Open readers keep their fd. */
   unlink_victims(s, victims);
+  if (s->sync_mode == CAS_SYNC_BACKGROUND)
+    (void)cas_sync_note_blob(s, k); /* sync_mu is a leaf: fine here */
 out:
   if (ns_locked)
     pthread_mutex_unlock(&s->ns_mu);
@@ -364,8 +367,9 @@ out:
 
 int cas_publish(cas_store *s, const char *tmpname, int fd, const cas_key *k,
                 int fmt, uint64_t stored) {
-  if (s->max_bytes && stored > s->max_bytes)
-    return cas_publish_synced(s, tmpname, k, fmt, stored); /* fails, cleans */
+  if ((s->max_bytes && stored > s->max_bytes) ||
+      s->sync_mode == CAS_SYNC_BACKGROUND)
+    return cas_publish_synced(s, tmpname, k, fmt, stored);
   /* Data must reach the disk before the name does. */
   if (fdatasync(fd) != 0) {
     int rv = cas_err_errno();
@@ -399,6 +403,19 @@ void cas_drop_corrupt(cas_store *s, const cas_key *k, uint64_t gen) {
     free(e);
   }
   pthread_mutex_unlock(&s->ns_mu);
+}
+
+void cas_drop_key(cas_store *s, const cas_key *k) {
+  cas_entry *e;
+  uint64_t gen = 0;
+
+  pthread_mutex_lock(&s->mu);
+  e = cas_idx_find(&s->idx, k);
+  if (e)
+    gen = e->gen;
+  pthread_mutex_unlock(&s->mu);
+  if (e)
+    cas_drop_corrupt(s, k, gen);
 }
 
 /* ---- open / close ---- */
@@ -480,12 +497,18 @@ int cas_store_open(const cas_store_opts *opts, cas_store **out) {
 
   *out = NULL;
   if (!opts || !opts->root || opts->zstd_level < 0 ||
-      opts->zstd_level > ZSTD_maxCLevel())
+      opts->zstd_level > ZSTD_maxCLevel() ||
+      (opts->sync != CAS_SYNC_EACH && opts->sync != CAS_SYNC_BACKGROUND) ||
+      opts->sync_delay_ms < 0 || opts->sync_delay_ms > 10000)
     return DB_EINVAL;
   s = calloc(1, sizeof(*s));
   if (!s)
     return DB_ENOMEM;
   s->rootfd = -1;
+  s->syncfd = -1;
+  s->sync_mode = opts->sync;
+  s->sync_delay_ms =
+      opts->sync_delay_ms ? opts->sync_delay_ms : CAS_SYNC_DELAY_MS_DEFAULT;
   s->pid = getpid(); /* temp names; getpid() is a real syscall */
   s->max_bytes = opts->max_bytes;
   s->level = opts->zstd_level ? opts->zstd_level : 3;
@@ -513,6 +536,8 @@ int cas_store_open(const cas_store_opts *opts, cas_store **out) {
   /* The budget may have shrunk since the last run. */
   victims = cas_idx_evict_locked(s, NULL);
   unlink_victims(s, victims);
+  if ((rv = cas_sync_start(s)) != 0)
+    goto fail;
   DB_INFO("cas", "opened %s: %zu blobs, %llu bytes stored", opts->root,
           s->idx.count, (unsigned long long)s->stored_bytes);
   *out = s;
@@ -525,6 +550,7 @@ fail:
 void cas_store_close(cas_store *s) {
   if (!s)
     return;
+  cas_sync_stop(s); /* the last round still needs the index */
   cas_idx_free(&s->idx);
   for (int i = 0; i < s->ncpool; i++)
     ZSTD_freeCCtx(s->cpool[i]);
@@ -545,6 +571,9 @@ void cas_store_get_stats(cas_store *s, cas_store_stats *out) {
   out->logical_bytes = s->logical_bytes;
   out->evictions = s->evictions;
   pthread_mutex_unlock(&s->mu);
+  out->syncs = out->sync_failures = 0;
+  if (s->sync_inited)
+    cas_sync_stats(s, &out->syncs, &out->sync_failures);
 }
 
 /* ---- whole-blob API ---- */

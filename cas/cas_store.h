@@ -7,9 +7,25 @@
  *   ac/XX/HASH-SIZE      serialized ActionResult, keyed by action digest
  *   tmp/                 temporary files; anything here at start-up is
  *                        a leftover of a crash and is deleted
- * A blob is written to tmp/, verified against its digest, fsync'd (a
- * batch: one syncfs for all its blobs) and renamed into place, so a crash
- * never leaves a visible partial blob.
+ * A blob is written to tmp/, verified against its digest and renamed into
+ * place. Durability is chosen at open (cas_store_opts.sync):
+ *   CAS_SYNC_EACH        fsync'd (a batch: one syncfs for all its blobs)
+ *                        before the rename, so a crash never leaves a
+ *                        visible partial blob. Each write waits for the
+ *                        disk (milliseconds on virtual disks).
+ *   CAS_SYNC_BACKGROUND  renamed at once; a syncer thread makes everything
+ *                        durable with one syncfs per burst (group commit,
+ *                        sync_delay_ms after the first write). A crash of
+ *                        the machine may lose blobs of the last interval,
+ *                        or leave them empty or torn: the start-up scan
+ *                        drops short files and readers verify digests, so
+ *                        that is a miss, never wrong data. An action-cache
+ *                        entry is only renamed into place after a syncfs
+ *                        that covers it and the blobs written before it
+ *                        (until then cas_ac_get serves it from memory), so
+ *                        a durable entry never references a lost blob
+ *                        that it was written after. A process crash loses
+ *                        only such queued entries.
  *
  * The in-memory index (digest -> stored size, format, LRU position) is
  * rebuilt by scanning cas/ at open. When the stored bytes exceed the
@@ -34,10 +50,15 @@ typedef struct cas_store cas_store;
 typedef struct cas_writer cas_writer;
 typedef struct cas_reader cas_reader;
 
+enum { CAS_SYNC_EACH = 0, CAS_SYNC_BACKGROUND = 1 };
+#define CAS_SYNC_DELAY_MS_DEFAULT 20
+
 typedef struct cas_store_opts {
   const char *root;   /* directory, created if missing (copied) */
   uint64_t max_bytes; /* budget for stored (on-disk) bytes; 0 = none */
   int zstd_level;     /* 0 = default (3) */
+  int sync;           /* CAS_SYNC_*; 0 = CAS_SYNC_EACH */
+  int sync_delay_ms;  /* background: group-commit delay; 0 = default */
 } cas_store_opts;
 
 typedef struct cas_store_stats {
@@ -45,11 +66,21 @@ typedef struct cas_store_stats {
   uint64_t stored_bytes;  /* on disk */
   uint64_t logical_bytes; /* uncompressed sizes */
   uint64_t evictions;
+  uint64_t syncs;         /* background sync rounds finished */
+  uint64_t sync_failures; /* rounds whose syncfs failed */
 } cas_store_stats;
 
-/* Open (and index) a store. *out owned by caller: cas_store_close(). */
+/* Open (and index) a store. *out owned by caller: cas_store_close().
+ * DB_EINVAL for bad opts, DB_EEXIST if another process has the root. */
 int cas_store_open(const cas_store_opts *opts, cas_store **out);
+/* Background mode: makes everything written so far durable first. */
 void cas_store_close(cas_store *s); /* NULL ok */
+
+/* Background mode: block until everything written before the call is
+ * durable and queued action-cache entries are in place. DB_EIO if a sync
+ * failed since the last flush (those blobs were dropped). A no-op (0) in
+ * CAS_SYNC_EACH mode. */
+int cas_store_flush(cas_store *s);
 void cas_store_get_stats(cas_store *s, cas_store_stats *out);
 
 /* 1 if present (the empty blob always is), 0 if not. Refreshes the blob's

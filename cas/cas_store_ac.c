@@ -1,6 +1,8 @@
 /*
  * The action cache: serialized ActionResults keyed by action digest,
- * replaced atomically (temp file, fdatasync, rename).
+ * replaced atomically (temp file, fdatasync, rename). In background sync
+ * mode the rename waits for the syncer (cas_store_sync.c) and the entry
+ * is served from memory meanwhile.
  */
 #include "cas_store_int.h"
 
@@ -14,12 +16,6 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-static void ac_path(const cas_key *k, char *buf) {
-  char hex[65];
-  cas_key_hex(k, hex);
-  snprintf(buf, CAS_PATH_MAX, "ac/%.2s/%s-%lld", hex, hex, (long long)k->size);
-}
 
 /* ---- action cache ---- */
 
@@ -36,7 +32,11 @@ int cas_ac_get(cas_store *s, const reapi_digest *action, uint8_t **data,
   *len = 0;
   if ((rv = cas_key_from_digest(action, &k)) != 0)
     goto out;
-  ac_path(&k, path);
+  if (s->sync_mode == CAS_SYNC_BACKGROUND &&
+      (rv = cas_sync_ac_get(s, &k, data, len)) != DB_ENOTFOUND)
+    goto out; /* queued, not yet renamed: served from memory */
+  rv = 0;
+  cas_ac_path(&k, path);
   fd = openat(s->rootfd, path, O_RDONLY | O_CLOEXEC);
   if (fd < 0 || fstat(fd, &st) != 0) {
     rv = cas_err_errno();
@@ -80,11 +80,17 @@ int cas_ac_put(cas_store *s, const reapi_digest *action, const void *data,
     goto out;
   if ((rv = cas_write_all(fd, data, len)) != 0)
     goto out;
+  if (s->sync_mode == CAS_SYNC_BACKGROUND) {
+    /* The syncer renames it once it and the blobs before it are durable. */
+    if ((rv = cas_sync_ac_put(s, &k, tmp, data, len)) == 0)
+      tmp[0] = '\0';
+    goto out;
+  }
   if (fdatasync(fd) != 0) {
     rv = cas_err_errno();
     goto out;
   }
-  ac_path(&k, path);
+  cas_ac_path(&k, path);
   /* rename() replaces atomically: readers see the old or the new entry. */
   if (renameat(s->rootfd, tmp, s->rootfd, path) != 0) {
     rv = cas_err_errno();
@@ -102,10 +108,14 @@ out:
 int cas_ac_remove(cas_store *s, const reapi_digest *action) {
   cas_key k;
   char path[CAS_PATH_MAX];
-  int rv = cas_key_from_digest(action, &k);
+  int rv = cas_key_from_digest(action, &k), queued = 0;
 
   if (rv != 0)
     return rv;
-  ac_path(&k, path);
-  return unlinkat(s->rootfd, path, 0) == 0 ? 0 : cas_err_errno();
+  if (s->sync_mode == CAS_SYNC_BACKGROUND)
+    queued = cas_sync_ac_remove(s, &k);
+  cas_ac_path(&k, path);
+  if (unlinkat(s->rootfd, path, 0) != 0 && (errno != ENOENT || !queued))
+    rv = cas_err_errno();
+  return rv;
 }

@@ -71,6 +71,8 @@ typedef struct cas_index {
   cas_entry lru; /* sentinel: lru.next is most recent, lru.prev least */
 } cas_index;
 
+typedef struct cas_ac_pending cas_ac_pending;
+
 struct cas_store {
   int rootfd; /* all paths are relative to it; flock'd for exclusivity */
   pid_t pid;
@@ -86,6 +88,22 @@ struct cas_store {
   int ncpool;
   ZSTD_DCtx *dpool[CAS_POOL_MAX];
   int ndpool;
+  /* Background durability (cas_store_sync.c); sync_mu guards all below
+   * and is a leaf lock except that the syncer calls cas_drop_key (ns_mu,
+   * mu) without holding it. */
+  int sync_mode; /* CAS_SYNC_* */
+  int sync_delay_ms;
+  int syncfd; /* -1 unless background */
+  int sync_inited, syncer_started;
+  pthread_t syncer;
+  pthread_mutex_t sync_mu;
+  pthread_cond_t sync_cv;      /* to the syncer: work or stop */
+  pthread_cond_t sync_done_cv; /* from the syncer: a round finished */
+  int sync_dirty, sync_now, sync_stop;
+  cas_key *epoch; /* blobs published since the last round started */
+  size_t nepoch, epoch_cap;
+  cas_ac_pending *ac_pending; /* newest first */
+  uint64_t rounds_started, syncs, sync_failures, flushed_failures;
 };
 
 /* ---- cas_store_index.c ---- */
@@ -124,6 +142,8 @@ int cas_publish(cas_store *s, const char *tmpname, int fd, const cas_key *k,
                 int fmt, uint64_t stored);
 /* Drop a blob whose file was found corrupt, if entry gen still matches. */
 void cas_drop_corrupt(cas_store *s, const cas_key *k, uint64_t gen);
+/* Drop whatever blob is indexed under k (a failed background sync). */
+void cas_drop_key(cas_store *s, const cas_key *k);
 /* Look up and refresh recency; copies out fmt, stored size and gen. */
 int cas_lookup(cas_store *s, const cas_key *k, int *fmt, uint64_t *stored,
                uint64_t *gen);
@@ -133,5 +153,26 @@ ZSTD_DCtx *cas_dctx_get(cas_store *s);
 void cas_dctx_put(cas_store *s, ZSTD_DCtx *d);
 /* Decompress zstd file `in` (from offset 0) into raw file `out`. */
 int cas_unzstd_file(cas_store *s, int in, int out);
+
+/* ---- cas_store_sync.c ---- */
+void cas_ac_path(const cas_key *k, char *buf);
+/* Set up the sync state; starts the syncer thread in background mode. */
+int cas_sync_start(cas_store *s);
+/* Final round (background mode), join, free. Safe if never started. */
+void cas_sync_stop(cas_store *s);
+/* A blob was renamed into place without a sync: remember it for the next
+ * round and wake the syncer. */
+int cas_sync_note_blob(cas_store *s, const cas_key *k);
+/* Queue an action-cache entry whose data is in tmpname (not yet synced):
+ * it is renamed into place after the next successful round, and served
+ * from a copy of data until then. Takes over tmpname on success. */
+int cas_sync_ac_put(cas_store *s, const cas_key *k, const char *tmpname,
+                    const void *data, size_t len);
+/* The newest queued entry for k: 0, DB_ENOTFOUND or DB_ENOMEM. */
+int cas_sync_ac_get(cas_store *s, const cas_key *k, uint8_t **data,
+                    size_t *len);
+/* Queued entries for k are dropped instead of renamed; 1 if there were. */
+int cas_sync_ac_remove(cas_store *s, const cas_key *k);
+void cas_sync_stats(cas_store *s, uint64_t *syncs, uint64_t *failures);
 
 #endif

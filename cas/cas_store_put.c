@@ -267,8 +267,9 @@ int cas_store_put_batch_frames(cas_store *s, size_t n,
 
   /* 3. Compress and write temp files. A failed blob (disk full, ...)
    * removes its own temp file and does not stop the others. */
-  per_file_sync = nu <= CAS_BATCH_FSYNC_MAX;
-  if (!per_file_sync) {
+  /* Background mode: the syncer makes them durable after the rename. */
+  per_file_sync = nu <= CAS_BATCH_FSYNC_MAX && s->sync_mode == CAS_SYNC_EACH;
+  if (!per_file_sync && s->sync_mode == CAS_SYNC_EACH) {
     /* syncfs reports a writeback error once per open file description
      * (errseq): a descriptor of our own, opened before our writes, sees
      * every error since, even one another batch's syncfs has reported. */
@@ -295,7 +296,7 @@ int cas_store_put_batch_frames(cas_store *s, size_t n,
   cctx = NULL;
 
   /* 4. Data must reach the disk before the names do. */
-  if (nw > 0 && !per_file_sync && syncfs(syncfd) != 0) {
+  if (nw > 0 && syncfd >= 0 && syncfs(syncfd) != 0) {
     int err = cas_err_errno();
     DB_ERROR("cas", "syncfs: %s; %zu blobs of a batch not stored",
              strerror(errno), nw);

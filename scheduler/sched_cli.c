@@ -37,11 +37,16 @@ static void usage(FILE *f) {
           "waits (default 60)\n"
           "  --max-timeout S        largest Action timeout accepted "
           "(default 3600)\n"
+          "  --sync MODE            CAS durability: background (default; "
+          "one syncfs\n"
+          "                         per burst, ~20 ms after a write) or "
+          "always (fsync\n"
+          "                         before each write is acknowledged)\n"
           "  --port-file F          write the bound gRPC port to F\n"
           "  --http-port-file F     write the bound HTTP port to F\n"
           "Environment: CARGO_DISTBUILD_SCHEDULER_LISTEN, _CAS_DIR, "
           "_MAX_SIZE,\n"
-          "_HTTP_LISTEN, _HEARTBEAT_MS, _QUEUE_TIMEOUT, _MAX_TIMEOUT "
+          "_HTTP_LISTEN, _HEARTBEAT_MS, _QUEUE_TIMEOUT, _MAX_TIMEOUT, _SYNC "
           "(prefix\nCARGO_DISTBUILD_SCHEDULER) override the defaults; "
           "flags override both.\n");
 }
@@ -112,6 +117,7 @@ static int sched_run(int argc, char **argv) {
       {"max-timeout", required_argument, NULL, 't'},
       {"port-file", required_argument, NULL, 'p'},
       {"http-port-file", required_argument, NULL, 'P'},
+      {"sync", required_argument, NULL, 's'},
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0}};
   const char *listen = env("CARGO_DISTBUILD_SCHEDULER_LISTEN");
@@ -121,6 +127,7 @@ static int sched_run(int argc, char **argv) {
   const char *hb = env("CARGO_DISTBUILD_SCHEDULER_HEARTBEAT_MS");
   const char *qt = env("CARGO_DISTBUILD_SCHEDULER_QUEUE_TIMEOUT");
   const char *mt = env("CARGO_DISTBUILD_SCHEDULER_MAX_TIMEOUT");
+  const char *sync = env("CARGO_DISTBUILD_SCHEDULER_SYNC");
   const char *port_file = NULL, *http_port_file = NULL;
   unsigned long long budget = 0;
   cas_store_opts sopts = {0};
@@ -166,6 +173,9 @@ static int sched_run(int argc, char **argv) {
     case 'P':
       http_port_file = optarg;
       break;
+    case 's':
+      sync = optarg;
+      break;
     case 'h':
       usage(stdout);
       return 0;
@@ -202,6 +212,12 @@ static int sched_run(int argc, char **argv) {
   }
   if (mt && (o.max_timeout_ms = parse_secs(mt)) < 0) {
     fprintf(stderr, "scheduler run: invalid --max-timeout '%s'\n", mt);
+    return 2;
+  }
+  if (cas_cli_parse_sync(sync, &sopts.sync)) {
+    fprintf(stderr,
+            "scheduler run: invalid --sync '%s' (background or always)\n",
+            sync);
     return 2;
   }
   signal(SIGPIPE, SIG_IGN);

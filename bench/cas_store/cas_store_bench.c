@@ -4,6 +4,7 @@
  * next to raw SHA-256 and zstd speeds measured in the same run.
  *
  * usage: cas_store_bench [root-dir] [threads] [small-count]
+ * CAS_STORE_TEST_SYNC=background opens the store in background-sync mode.
  */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -12,6 +13,7 @@
 
 #include "db_err.h"
 #include "db_log.h"
+#include "store_mode.h"
 #include "test_util.h"
 
 #define BIG (64u << 20)
@@ -145,7 +147,7 @@ int main(int argc, char **argv) {
   size_t zn;
   reapi_digest dg;
   ZSTD_CCtx *cc = ZSTD_createCCtx();
-  cas_store_opts o = {root, 0, 0};
+  cas_store_opts o = {.root = root, .sync = store_sync_mode()};
   cas_store *s = NULL;
   small_job j;
   double t0, t;

@@ -14,6 +14,7 @@
 
 #include "db_err.h"
 #include "db_log.h"
+#include "store_mode.h"
 #include "test_util.h"
 #include "test_fixture.h"
 
@@ -179,7 +180,8 @@ static void test_crashed_writer_leaves_nothing(void **state) {
   if (pid == 0) {
     cas_store *s = NULL;
     cas_writer *w = NULL;
-    cas_store_opts o = {f->root, 0, 0};
+    cas_store_opts o = {
+        .root = f->root, .max_bytes = 0, .sync = store_sync_mode()};
     if (cas_store_open(&o, &s) != 0 || cas_writer_new(s, &d, 0, &w) != 0 ||
         cas_writer_write(w, p, sizeof(p) / 2) != 0)
       _exit(1);
@@ -383,6 +385,7 @@ static void test_action_cache(void **state) {
   assert_int_equal(cas_ac_remove(f->s, &a), 0);
   assert_int_equal(cas_ac_get(f->s, &a, &got, &len), DB_ENOTFOUND);
   assert_int_equal(cas_ac_remove(f->s, &a), DB_ENOTFOUND);
+  assert_int_equal(cas_store_flush(f->s), 0); /* background: queued ones */
   assert_int_equal(tu_count_files(f->root, "ac", NULL), 1);
   assert_int_equal(tu_count_files(f->root, "tmp", NULL), 0);
   /* AC entries survive a reopen; they are not part of the CAS budget. */
@@ -392,10 +395,99 @@ static void test_action_cache(void **state) {
   free(got);
 }
 
+static cas_store *open_background(const char *root, int delay_ms) {
+  cas_store_opts o = {
+      .root = root, .sync = CAS_SYNC_BACKGROUND, .sync_delay_ms = delay_ms};
+  cas_store *s = NULL;
+  assert_int_equal(cas_store_open(&o, &s), 0);
+  return s;
+}
+
+/* Background durability: blobs are visible at once, action-cache entries
+ * are served from memory and only reach ac/ after a sync round. */
+static void test_background_sync(void **state) {
+  fixture *f = *state;
+  reapi_digest d, a, b;
+  cas_store_stats st;
+  uint8_t blob[5000], *got = NULL;
+  size_t len = 0;
+
+  cas_store_close(f->s);
+  /* A delay far longer than the test: only flush/close sync. */
+  f->s = open_background(f->root, 10000);
+  tu_fill_text(blob, sizeof(blob), 7);
+  put_blob(f->s, blob, sizeof(blob), &d);
+  assert_int_equal(cas_store_has(f->s, &d), 1);
+  check_get(f->s, &d, blob, sizeof(blob));
+  assert_int_equal(tu_count_files(f->root, "cas", NULL), 1);
+
+  reapi_digest_of("action-a", 8, &a);
+  reapi_digest_of("action-b", 8, &b);
+  assert_int_equal(cas_ac_put(f->s, &a, "old", 3), 0);
+  assert_int_equal(cas_ac_put(f->s, &a, "new result", 10), 0);
+  assert_int_equal(cas_ac_get(f->s, &a, &got, &len), 0);
+  assert_int_equal(len, 10);
+  assert_memory_equal(got, "new result", 10);
+  free(got);
+  /* Queued, not renamed: the data waits in tmp/. */
+  assert_int_equal(tu_count_files(f->root, "ac", NULL), 0);
+  assert_int_equal(tu_count_files(f->root, "tmp", NULL), 2);
+  cas_store_get_stats(f->s, &st);
+  assert_int_equal(st.syncs, 0);
+
+  /* A queued entry removed before its sync never reaches ac/. */
+  assert_int_equal(cas_ac_put(f->s, &b, "gone", 4), 0);
+  assert_int_equal(cas_ac_remove(f->s, &b), 0);
+  assert_int_equal(cas_ac_get(f->s, &b, &got, &len), DB_ENOTFOUND);
+
+  assert_int_equal(cas_store_flush(f->s), 0);
+  cas_store_get_stats(f->s, &st);
+  assert_true(st.syncs >= 1);
+  assert_int_equal(st.sync_failures, 0);
+  assert_int_equal(tu_count_files(f->root, "ac", NULL), 1);
+  assert_int_equal(tu_count_files(f->root, "tmp", NULL), 0);
+  assert_int_equal(cas_ac_get(f->s, &a, &got, &len), 0);
+  assert_int_equal(len, 10); /* the newest put won the renames */
+  assert_memory_equal(got, "new result", 10);
+  free(got);
+
+  /* close() syncs what is still queued; a synchronous store sees it. */
+  assert_int_equal(cas_ac_put(f->s, &b, "kept", 4), 0);
+  cas_store_close(f->s);
+  f->s = open_store(f->root, 0);
+  assert_int_equal(cas_ac_get(f->s, &b, &got, &len), 0);
+  assert_int_equal(len, 4);
+  assert_memory_equal(got, "kept", 4);
+  free(got);
+  check_get(f->s, &d, blob, sizeof(blob));
+}
+
+/* With a short delay the syncer commits a burst on its own. */
+static void test_background_group_commit(void **state) {
+  fixture *f = *state;
+  reapi_digest a;
+  cas_store_stats st;
+  int i;
+
+  cas_store_close(f->s);
+  f->s = open_background(f->root, 5);
+  reapi_digest_of("action", 6, &a);
+  assert_int_equal(cas_ac_put(f->s, &a, "r", 1), 0);
+  for (i = 0; i < 400; i++) { /* up to 2 s */
+    if (tu_count_files(f->root, "ac", NULL) == 1)
+      break;
+    usleep(5000);
+  }
+  assert_int_equal(tu_count_files(f->root, "ac", NULL), 1);
+  cas_store_get_stats(f->s, &st);
+  assert_true(st.syncs >= 1);
+}
+
 static void test_bad_args(void **state) {
   fixture *f = *state;
   reapi_digest bad = reapi_digest_empty;
-  cas_store_opts o = {f->root, 0, 0};
+  cas_store_opts o = {
+      .root = f->root, .max_bytes = 0, .sync = store_sync_mode()};
   cas_store *s2 = NULL;
 
   bad.hash[3] = 'X';
@@ -410,6 +502,9 @@ static void test_bad_args(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_roundtrip, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_background_sync, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_background_group_commit, setup,
+                                      teardown),
       cmocka_unit_test_setup_teardown(test_digest_mismatch, setup, teardown),
       cmocka_unit_test_setup_teardown(test_format_choice, setup, teardown),
       cmocka_unit_test_setup_teardown(test_reopen_rebuilds_index, setup,

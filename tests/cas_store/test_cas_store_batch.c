@@ -14,6 +14,7 @@
 
 #include "db_err.h"
 #include "db_log.h"
+#include "store_mode.h"
 #include "test_util.h"
 #include "test_fixture.h"
 

@@ -13,12 +13,13 @@
 
 #include "db_err.h"
 #include "db_log.h"
+#include "store_mode.h"
 #include "test_util.h"
 
 static char g_mnt[256], g_mnt2[256];
 
 static void test_disk_full(void **state) {
-  cas_store_opts o = {g_mnt, 0, 0};
+  cas_store_opts o = {.root = g_mnt, .max_bytes = 0, .sync = store_sync_mode()};
   cas_store *s = NULL;
   enum { SZ = 200 * 1024, MAXB = 16 };
   uint8_t *p = malloc(SZ);
@@ -81,7 +82,8 @@ static void test_disk_full(void **state) {
  * fail with DB_ENOSPC and leave no temp file; the index matches the disk,
  * also after a reopen. Runs on its own tmpfs (g_mnt2). */
 static void test_batch_disk_full(void **state) {
-  cas_store_opts o = {g_mnt2, 0, 0};
+  cas_store_opts o = {
+      .root = g_mnt2, .max_bytes = 0, .sync = store_sync_mode()};
   cas_store *s = NULL;
   enum { SZ = 150 * 1024, N = 10 };
   uint8_t *buf = malloc((size_t)N * SZ), small[3000];

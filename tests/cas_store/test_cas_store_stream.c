@@ -13,6 +13,7 @@
 
 #include "db_err.h"
 #include "db_log.h"
+#include "store_mode.h"
 #include "test_util.h"
 
 typedef struct fixture {
@@ -22,7 +23,8 @@ typedef struct fixture {
 
 static int setup(void **state) {
   fixture *f = calloc(1, sizeof(*f));
-  cas_store_opts o = {f->root, 0, 0};
+  cas_store_opts o = {
+      .root = f->root, .max_bytes = 0, .sync = store_sync_mode()};
   tu_tmpdir(f->root, sizeof(f->root));
   assert_int_equal(cas_store_open(&o, &f->s), 0);
   *state = f;
@@ -422,7 +424,8 @@ static void test_concurrent(void **state) {
   ct_shared *sh = calloc(1, sizeof(*sh));
   pthread_t th[CT_THREADS];
   ct_arg args[CT_THREADS];
-  cas_store_opts o = {f->root, 0, 0};
+  cas_store_opts o = {
+      .root = f->root, .max_bytes = 0, .sync = store_sync_mode()};
   uint64_t total = 0;
   cas_store_stats st;
 

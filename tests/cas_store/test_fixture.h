@@ -11,7 +11,8 @@ typedef struct fixture {
 } fixture;
 
 static inline cas_store *open_store(const char *root, uint64_t max_bytes) {
-  cas_store_opts o = {root, max_bytes, 0};
+  cas_store_opts o = {
+      .root = root, .max_bytes = max_bytes, .sync = store_sync_mode()};
   cas_store *s = NULL;
   assert_int_equal(cas_store_open(&o, &s), 0);
   return s;
