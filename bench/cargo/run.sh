@@ -78,11 +78,21 @@ for _ in $(seq 100); do
 done
 
 now() { date +%s.%N; }
-timed() { # timed OUTVAR cmd...  (output to $WORK/last.log)
+TCK=$(getconf CLK_TCK)
+# CPU seconds (user + sys) of a live process and the children it has reaped
+# (a worker's sandboxes and their rustc): fields 14-17 of /proc/PID/stat.
+proc_cpu() { awk -v t="$TCK" '{printf "%.2f", ($14 + $15 + $16 + $17) / t}' "/proc/$1/stat"; }
+cluster_cpu() { # scheduler, then the sum of the workers
+  local w=0 p
+  for p in "${PIDS[@]:1}"; do w=$(echo "$w + $(proc_cpu "$p")" | bc -l); done
+  echo "$(proc_cpu "${PIDS[0]}") $w"
+}
+timed() { # timed OUTVAR cmd...  (output to $WORK/last.log; CPU to $WORK/cpu)
   local var=$1 t0 t1
   shift
   t0=$(now)
-  if ! "$@" >"$WORK/last.log" 2>&1; then
+  # A subshell, so its reaped-children CPU is exactly the command's.
+  if ! ("$@" >"$WORK/last.log" 2>&1 && proc_cpu "$BASHPID" >"$WORK/cpu"); then
     cat "$WORK/last.log" >&2
     echo "bench: '$*' failed" >&2
     exit 1
@@ -123,14 +133,14 @@ cp -r "$ROOT/test-workspace" "$WORK/prime"
 rm -rf "$WORK/prime/target"
 (cd "$WORK/prime" && "$CD" build --offline >/dev/null 2>&1)
 
-declare -a ROWS
+declare -a ROWS CROWS
 for w in $WORKLOADS; do
   case "$w" in
   test-workspace) SRC="$ROOT/test-workspace" ;;
   realworld) SRC="$ROOT/bench/cargo/realworld" ;;
   *) echo "unknown workload $w" >&2; exit 2 ;;
   esac
-  L=() C=() CR=() W=() WR=() SC=() SW=()
+  L=() C=() CR=() W=() WR=() SC=() SW=() CL=() CC=() CS=() CW=() CRR=()
   for r in $(seq "$RUNS"); do
     # A new path per run: absolute paths are part of each action, so the
     # distributed build is cold again; sccache gets a fresh cache too.
@@ -145,9 +155,16 @@ for w in $WORKLOADS; do
     CARGO_INCREMENTAL=0 cargo build --offline >/dev/null 2>&1
     cargo clean -q
     timed T_LOCAL env CARGO_INCREMENTAL=0 cargo build --offline
+    CPU_LOCAL=$(cat "$WORK/cpu")
     NCRATES=$(grep -c '^ *Compiling' "$WORK/last.log" || true)
     cargo clean -q
+    read -r S0 W0 <<<"$(cluster_cpu)"
     timed T_COLD "$CD" build --offline
+    read -r S1 W1 <<<"$(cluster_cpu)"
+    CPU_CLIENT=$(cat "$WORK/cpu")
+    CPU_SCHED=$(printf '%.2f' "$(echo "$S1 - $S0" | bc -l)")
+    CPU_WORKERS=$(printf '%.2f' "$(echo "$W1 - $W0" | bc -l)")
+    CPU_COLD=$(printf '%.2f' "$(echo "$CPU_CLIENT + $CPU_SCHED + $CPU_WORKERS" | bc -l)")
     COLD_STATS=$("$CD" stats --json)
     cargo clean -q
     timed T_WARM "$CD" build --offline
@@ -165,6 +182,12 @@ for w in $WORKLOADS; do
       SC+=("$T_SC_COLD")
       SW+=("$T_SC_WARM")
     fi
+    CL+=("$CPU_LOCAL")
+    CC+=("$CPU_CLIENT")
+    CS+=("$CPU_SCHED")
+    CW+=("$CPU_WORKERS")
+    CRR+=("$(ratio "$CPU_COLD" "$CPU_LOCAL")")
+    echo "  $w run $r: CPU s local $CPU_LOCAL; cold $CPU_COLD = client $CPU_CLIENT + scheduler $CPU_SCHED + workers $CPU_WORKERS (${CRR[-1]}x)" >&2
     L+=("$T_LOCAL")
     C+=("$T_COLD")
     W+=("$T_WARM")
@@ -182,6 +205,9 @@ for w in $WORKLOADS; do
     "$(median "${W[@]}")" "$(median "${WR[@]}")" \
     "$(median "${SC[@]:--}")" "$(median "${SW[@]:--}")" \
     "${remote:-?}/${pipe:-?}/${hits:-?}")")
+  CROWS+=("$(printf '%-15s %9s %11s %9s %9s %9s' "$w" "$(median "${CL[@]}")" \
+    "$(median "${CC[@]}")" "$(median "${CS[@]}")" "$(median "${CW[@]}")" \
+    "$(median "${CRR[@]}")")")
   cd "$ROOT"
 done
 
@@ -192,3 +218,9 @@ printf '%-15s %7s %8s %8s %6s %8s %6s %9s %9s %16s\n' workload crates local \
   dist-cold ratio dist-warm ratio sccache-c sccache-w rem/pipe/hit/act
 for r in "${ROWS[@]}"; do echo "$r"; done
 echo "goals: cold <= 1.10x local; warm <= 0.50x local and faster than sccache warm"
+echo
+echo "CPU seconds (user + sys; medians), local build vs distributed cold build:"
+echo "client = cargo, wrappers and the rustc calls that stay local; workers ="
+echo "worker processes and every sandboxed rustc. Less noisy than wall time."
+printf '%-15s %9s %11s %9s %9s %9s\n' workload local dist-client scheduler workers ratio
+for r in "${CROWS[@]}"; do echo "$r"; done
