@@ -75,6 +75,32 @@ static void metrics(const sched *s, struct evbuffer *b) {
       (unsigned long long)st.cache_hits, (unsigned long long)st.cache_misses,
       lookups ? (double)st.cache_hits / (double)lookups : 0.0, st.workers,
       st.slots, st.busy_slots, st.operations);
+  if (s->store) {
+    cas_store_stats cs;
+    cas_store_get_stats(s->store, &cs);
+    evbuffer_add_printf(
+        b,
+        "# HELP distbuild_cas_blobs Blobs in the embedded CAS.\n"
+        "# TYPE distbuild_cas_blobs gauge\n"
+        "distbuild_cas_blobs %llu\n"
+        "# HELP distbuild_cas_stored_bytes Bytes on disk (compressed).\n"
+        "# TYPE distbuild_cas_stored_bytes gauge\n"
+        "distbuild_cas_stored_bytes %llu\n"
+        "# HELP distbuild_cas_evictions_total Blobs evicted for the budget.\n"
+        "# TYPE distbuild_cas_evictions_total counter\n"
+        "distbuild_cas_evictions_total %llu\n"
+        "# HELP distbuild_cas_syncs_total Background sync rounds (--sync "
+        "background).\n"
+        "# TYPE distbuild_cas_syncs_total counter\n"
+        "distbuild_cas_syncs_total %llu\n"
+        "# HELP distbuild_cas_sync_failures_total Rounds whose syncfs failed "
+        "(their blobs were dropped).\n"
+        "# TYPE distbuild_cas_sync_failures_total counter\n"
+        "distbuild_cas_sync_failures_total %llu\n",
+        (unsigned long long)cs.blobs, (unsigned long long)cs.stored_bytes,
+        (unsigned long long)cs.evictions, (unsigned long long)cs.syncs,
+        (unsigned long long)cs.sync_failures);
+  }
 }
 
 static void on_request(struct evhttp_request *req, void *arg) {

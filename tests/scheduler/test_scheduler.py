@@ -520,6 +520,14 @@ class HttpTest(SchedTestBase):
                 "distbuild_scheduler_action_cache_hit_ratio 0.5"):
             self.assertIn(line, m)
         self.assertIn("# TYPE distbuild_scheduler_actions_total counter", m)
+        # The action, its command and the result are in the embedded CAS,
+        # and the background syncer (the default --sync) made them durable.
+        self.assertGreaterEqual(self.sched.metric("distbuild_cas_blobs"), 2)
+        self.wait_for(
+            lambda: self.sched.metric("distbuild_cas_syncs_total") >= 1,
+            what="a background sync round")
+        self.assertEqual(
+            self.sched.metric("distbuild_cas_sync_failures_total"), 0)
 
 
 if __name__ == "__main__":
