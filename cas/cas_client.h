@@ -62,7 +62,10 @@ int cas_client_find_missing(cas_client *c, const reapi_digest *digests,
 /* Upload what the server is missing among blobs[0..n). Duplicates are
  * fine; the empty blob is never sent. A file source must still match its
  * digest's size (DB_EDIGEST otherwise). *bytes_raw / *bytes_wire (may be NULL)
- * receive the uncompressed and on-the-wire byte counts actually uploaded. */
+ * receive the uncompressed and on-the-wire byte counts actually uploaded.
+ * When the server refuses uploaded data as damaged (INVALID_ARGUMENT: the
+ * bytes no longer match the digest we computed), what is still missing is
+ * uploaded once more before the call fails. */
 int cas_client_upload(cas_client *c, const cas_blob_src *blobs, size_t n,
                       uint64_t *bytes_raw, uint64_t *bytes_wire);
 

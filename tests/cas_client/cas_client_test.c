@@ -2,6 +2,8 @@
  * cas_client against the real `cargo-distbuild cas run` server.
  * Usage: cas_client_test CASE /path/to/cargo-distbuild
  * Each ctest test runs one CASE in its own process with its own server.
+ * cas_client_test retry HOST:PORT runs against flaky_cas_server.py
+ * (test_retry.py starts it), which damages every blob's first upload.
  */
 #include "cas_client.h"
 #include "cas_test_util.h"
@@ -420,6 +422,39 @@ static void case_errors(void) {
   cas_client_free(c);
 }
 
+/* Every blob's first upload is refused as damaged (INVALID_ARGUMENT):
+ * cas_client_upload asks again what is missing and uploads it once more.
+ * test_retry.py checks the server saw exactly two attempts per blob. */
+static int case_retry(const char *target) {
+  blob small, large;
+  cas_blob_src s[2];
+  cas_client_opts o = {0};
+  cas_client *c = NULL;
+  uint64_t raw = 0, wire = 0;
+
+  blob_make(&small, 3000, 1, 1);
+  blob_make(&large, (3u << 20) + 17, 0, 2); /* above the stream threshold */
+  /* The fake server announces no compressor: Writes use blobs/. */
+  CHECK_RV(cas_client_new(target, &o, &c), 0);
+  cur = c;
+  if (c) {
+    s[0] = (cas_blob_src){small.d, small.data, NULL};
+    s[1] = (cas_blob_src){large.d, large.data, NULL};
+    CHECK_RV(cas_client_upload(c, s, 2, &raw, &wire), 0);
+    /* Both stored; the damaged first Write went over the wire too. */
+    CHECK(raw >= (uint64_t)(small.len + large.len));
+    CHECK(wire >= 2 * (uint64_t)large.len);
+    /* A second call finds nothing missing and sends nothing. */
+    CHECK_RV(cas_client_upload(c, s, 2, &raw, &wire), 0);
+    CHECK(raw == 0 && wire == 0);
+    cas_client_free(c);
+  }
+  free(small.data);
+  free(large.data);
+  fprintf(stderr, "retry: %d failure(s)\n", failures);
+  return failures ? 1 : 0;
+}
+
 int main(int argc, char **argv) {
   static const struct {
     const char *name;
@@ -434,6 +469,8 @@ int main(int argc, char **argv) {
     fprintf(stderr, "usage: %s CASE /path/to/cargo-distbuild\n", argv[0]);
     return 2;
   }
+  if (!strcmp(argv[1], "retry"))
+    return case_retry(argv[2]);
   bin = argv[2];
   tmp = cas_test_mkdtemp("cas_client");
   if (!tmp || cas_test_server_start(bin, tmp, &srv) != 0) {
