@@ -174,7 +174,8 @@ static void pump_fill(cas_pump *p) {
     return; /* a synchronous on_done inside start(): the outer loop goes on */
   p->in_fill = 1;
   while (p->err == 0 && p->next < p->njobs &&
-         p->inflight < p->c->max_inflight) {
+         p->inflight <
+             (p->max_inflight > 0 ? p->max_inflight : p->c->max_inflight)) {
     size_t i = p->next++;
     p->inflight++;
     rv = p->start(p, i);

@@ -63,9 +63,10 @@ int cas_client_find_missing(cas_client *c, const reapi_digest *digests,
  * fine; the empty blob is never sent. A file source must still match its
  * digest's size (DB_EDIGEST otherwise). *bytes_raw / *bytes_wire (may be NULL)
  * receive the uncompressed and on-the-wire byte counts actually uploaded.
- * When the server refuses uploaded data as damaged (INVALID_ARGUMENT: the
- * bytes no longer match the digest we computed), what is still missing is
- * uploaded once more before the call fails. */
+ * When the upload fails as damaged data does (the server refused the bytes
+ * as not matching the digest we computed, or a stream broke on a protocol
+ * error), what is still missing is uploaded once more, one RPC at a time,
+ * before the call fails. */
 int cas_client_upload(cas_client *c, const cas_blob_src *blobs, size_t n,
                       uint64_t *bytes_raw, uint64_t *bytes_wire);
 

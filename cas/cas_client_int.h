@@ -79,6 +79,7 @@ struct cas_pump {
   cas_pump_start_fn start;
   void *ctx;
   int in_fill;
+  int max_inflight; /* 0 = the client's max_inflight */
 };
 
 void cas_client__pump_init(cas_pump *p, cas_client *c, size_t njobs,

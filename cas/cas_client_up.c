@@ -194,7 +194,7 @@ static size_t plan_batches(cas_client *c, up_ctx *x, size_t nsmall,
 }
 
 static int upload_once(cas_client *c, const cas_blob_src *blobs, size_t n,
-                       uint64_t *bytes_raw, uint64_t *bytes_wire) {
+                       int serial, uint64_t *bytes_raw, uint64_t *bytes_wire) {
   up_ctx x = {0};
   cas_dset set = {0};
   cas_pump p;
@@ -256,6 +256,8 @@ static int upload_once(cas_client *c, const cas_blob_src *blobs, size_t n,
   }
   njobs = plan_batches(c, &x, nsmall, small_bytes);
   cas_client__pump_init(&p, c, njobs, up_start, &x);
+  if (serial)
+    p.max_inflight = 1;
   rv = cas_client__pump_run(&p);
   if (rv == 0)
     rv = x.err;
@@ -273,27 +275,30 @@ out:
 }
 
 /*
- * The server verifies every uploaded byte against the digest we computed,
- * so INVALID_ARGUMENT for data we hashed ourselves ("corrupt zstd stream",
- * "does not match the digest") means the bytes were damaged on the way.
- * Seen once in the container test: a worker's ByteStream Write of an rlib
- * over a Docker bridge reached the scheduler as a corrupt zstd stream
- * (libcurl 7.88.1 has known HTTP/2 upload defects under send back-pressure;
- * the cause is not proven). Nothing is stored then, so the blob is just
- * missing: ask again what is missing and upload it once more. A request
- * the server rejects for any other reason fails the same way twice.
+ * Concurrent uploads on one HTTP/2 connection can reach the server mixed
+ * up: in the container test (workers and scheduler on a Docker bridge,
+ * libcurl 7.88.1) about one build in three had a worker's BatchUpdateBlobs
+ * and ByteStream Write, in flight together, both arrive damaged ("Invalid
+ * Compressed-Flag in message prefix" on one stream, "corrupt zstd stream"
+ * on the other), seen only over a real network, never over loopback. The
+ * server verifies every byte against its digest, so it stores nothing and
+ * the blobs are just missing. So when an upload fails that way (the
+ * server refused the data, INVALID_ARGUMENT, or the stream broke on a
+ * protocol error), ask again what is missing and upload it once more, one
+ * RPC at a time. Other failures (unreachable, disk full) are not retried.
  */
 int cas_client_upload(cas_client *c, const cas_blob_src *blobs, size_t n,
                       uint64_t *bytes_raw, uint64_t *bytes_wire) {
   uint64_t r1 = 0, w1 = 0, r2 = 0, w2 = 0;
-  int rv = upload_once(c, blobs, n, &r1, &w1);
+  int rv = upload_once(c, blobs, n, 0, &r1, &w1);
 
-  if (rv == DB_EINVAL) {
+  if (rv == DB_EINVAL || rv == DB_EPROTO) {
     DB_WARN("cas-client",
-            "the server rejected uploaded data (%s); uploading what is still "
-            "missing once more",
-            c->last.message ? c->last.message : "INVALID_ARGUMENT");
-    rv = upload_once(c, blobs, n, &r2, &w2);
+            "upload failed (%s: %s); uploading what is still missing once "
+            "more, one request at a time",
+            db_strerror(rv),
+            c->last.message ? c->last.message : rpc_code_name(c->last.code));
+    rv = upload_once(c, blobs, n, 1, &r2, &w2);
   }
   if (bytes_raw)
     *bytes_raw = r1 + r2;

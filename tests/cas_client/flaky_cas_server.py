@@ -1,10 +1,12 @@
 #!/usr/bin/python3
 """A CAS (python3-grpcio) that damages the first upload of every blob.
 
-For the cas_client retry test: the first ByteStream Write of each blob is
-answered INVALID_ARGUMENT "corrupt zstd stream" and the first
-BatchUpdateBlobs entry of each blob "uploaded data does not match the
-digest", as our server answers when request bytes were damaged on the way.
+For the cas_client retry test, answering as our server does when request
+bytes were damaged on the way: the first ByteStream Write of each blob
+gets INVALID_ARGUMENT "corrupt zstd stream"; the first BatchUpdateBlobs
+call fails as a whole with INTERNAL "Invalid Compressed-Flag in message
+prefix", and the first entry of each blob in a later call gets
+INVALID_ARGUMENT "uploaded data does not match the digest".
 Later uploads are verified against their digests and kept in memory.
 Prints "PORT <n>" once it serves; at SIGTERM prints one line per blob:
 "BLOB <hash>/<size> attempts <n> stored <0|1>".
@@ -33,6 +35,7 @@ BS = "/google.bytestream.ByteStream/"
 lock = threading.Lock()
 stored = {}    # "hash/size" -> bytes
 attempts = {}  # "hash/size" -> uploads seen
+batch_calls = [0]
 
 
 def key(d):
@@ -77,6 +80,14 @@ def find_missing(req, ctx):
 def batch_update(req, ctx):
     q = re_pb2.BatchUpdateBlobsRequest.FromString(req)
     r = re_pb2.BatchUpdateBlobsResponse()
+    with lock:
+        batch_calls[0] += 1
+        whole_call_fails = batch_calls[0] == 1
+    if whole_call_fails:
+        for e in q.requests:
+            first_attempt(key(e.digest))
+        ctx.abort(grpc.StatusCode.INTERNAL,
+                  "Invalid Compressed-Flag in message prefix")
     for e in q.requests:
         k = key(e.digest)
         out = r.responses.add()
