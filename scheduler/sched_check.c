@@ -197,12 +197,14 @@ out:
 }
 
 int sched_check_action(sched *s, const reapi_digest *d, PbAction **out,
-                       rpc_status *st) {
+                       uint8_t **raw, size_t *raw_len, rpc_status *st) {
   uint8_t *data = NULL;
   size_t len = 0;
   int rc;
 
   *out = NULL;
+  *raw = NULL;
+  *raw_len = 0;
   rc = cas_store_get(s->store, d, &data, &len);
   if (rc == DB_ENOTFOUND) {
     sched_check_missing_status(d, 1, "Action", st);
@@ -214,12 +216,14 @@ int sched_check_action(sched *s, const reapi_digest *d, PbAction **out,
     return st->code;
   }
   *out = build__bazel__remote__execution__v2__action__unpack(NULL, len, data);
-  free(data);
   if (!*out) {
+    free(data);
     rpc_status_setf(st, RPC_INVALID_ARGUMENT,
                     "Action %.16s... is not a valid Action message", d->hash);
     return RPC_INVALID_ARGUMENT;
   }
+  *raw = data;
+  *raw_len = len;
   return 0;
 }
 
@@ -291,7 +295,7 @@ static int drop_expired(const char *key, void *val, void *ctx) {
 }
 
 int sched_check_inputs(sched *s, const PbAction *a, PbCommand **cmd_out,
-                       rpc_status *st) {
+                       uint8_t **raw, size_t *raw_len, rpc_status *st) {
   walk w = {0};
   reapi_digest cd, rd;
   uint8_t *data = NULL;
@@ -299,6 +303,8 @@ int sched_check_inputs(sched *s, const PbAction *a, PbCommand **cmd_out,
   int rc, code = 0, have_cmd = 0;
 
   *cmd_out = NULL;
+  *raw = NULL;
+  *raw_len = 0;
   w.s = s;
   w.now = rpc_now_ms();
   if (reapi_pb_digest_get(a->command_digest, &cd) ||
@@ -352,6 +358,11 @@ fail_rc:
                   db_strerror(rc));
   code = st->code;
 out:
+  if (code == 0 && have_cmd) {
+    *raw = data; /* handed to the caller */
+    *raw_len = len;
+    data = NULL;
+  }
   free(data);
   free(w.missing);
   sched_map_free(w.seen);

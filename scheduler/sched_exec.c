@@ -47,6 +47,8 @@ void sched_op_free(sched_op *op) {
   free(op->invocation);
   free(op->last_error);
   free(op->final_op);
+  free(op->action_pb);
+  free(op->command_pb);
   free(op);
 }
 
@@ -423,6 +425,8 @@ static void exec_on_message(rpc_call *call, const uint8_t *msg, size_t len) {
   PbCommand *cmd = NULL;
   rpc_status st = {0};
   reapi_digest ad;
+  uint8_t *araw = NULL, *craw = NULL;
+  size_t alen = 0, clen = 0;
   sched_op *op = NULL;
   char inv[128], key[REAPI_DIGEST_STR_MAX + 260];
   int64_t tmo;
@@ -448,7 +452,7 @@ static void exec_on_message(rpc_call *call, const uint8_t *msg, size_t len) {
     goto rejected;
   }
   s->c.submitted++;
-  if (sched_check_action(s, &ad, &a, &st))
+  if (sched_check_action(s, &ad, &a, &araw, &alen, &st))
     goto rejected;
   tmo = action_timeout_ms(a);
   if (tmo > s->o.max_timeout_ms) {
@@ -476,13 +480,18 @@ static void exec_on_message(rpc_call *call, const uint8_t *msg, size_t len) {
       goto out;
     }
   }
-  if (sched_check_inputs(s, a, &cmd, &st))
+  if (sched_check_inputs(s, a, &cmd, &craw, &clen, &st))
     goto rejected;
   invocation_of(call, inv, sizeof(inv));
   op = op_new(s, &ad, req->instance_name);
   if (!op)
     goto oom;
   op->cacheable = !a->do_not_cache;
+  op->action_pb = araw;
+  op->action_len = alen;
+  op->command_pb = craw;
+  op->command_len = clen;
+  araw = craw = NULL;
   op->invocation = strdup(inv);
   if (!op->invocation)
     goto oom_op;
@@ -524,6 +533,8 @@ oom:
 rejected:
   reject(s, call, &st);
 out:
+  free(araw);
+  free(craw);
   rpc_status_clear(&st);
   if (cmd)
     build__bazel__remote__execution__v2__command__free_unpacked(cmd, NULL);

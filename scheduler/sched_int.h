@@ -93,6 +93,9 @@ struct sched_op {
   int matchable;
   int64_t done_ms;
   char *last_error; /* why the last attempt was lost */
+  /* The serialized Action and Command, sent along with each Assignment. */
+  uint8_t *action_pb, *command_pb;
+  size_t action_len, command_len;
   /* fair queue links (sched_queue.c) */
   sched_inv *inv;
   sched_op *qnext, *qprev;
@@ -218,14 +221,17 @@ void sched_workers_free(sched *s);
 /* Load and parse the Action. On failure returns non-zero and fills st
  * (FAILED_PRECONDITION with PreconditionFailure details when missing,
  * INVALID_ARGUMENT when malformed). *out: free with
- * build__bazel__remote__execution__v2__action__free_unpacked. */
+ * build__bazel__remote__execution__v2__action__free_unpacked. On success
+ * *raw (malloc'd, caller frees; may be NULL for an empty message) and
+ * *raw_len receive the serialized Action. */
 int sched_check_action(sched *s, const reapi_digest *d, PbAction **out,
-                       rpc_status *st);
+                       uint8_t **raw, size_t *raw_len, rpc_status *st);
 /* Load and validate the Command, and check the whole input tree is in the
  * CAS. On failure returns non-zero and fills st. *cmd_out is the parsed
- * Command (caller frees with ..._command__free_unpacked). */
+ * Command (caller frees with ..._command__free_unpacked); on success *raw
+ * and *raw_len receive it serialized, as for sched_check_action. */
 int sched_check_inputs(sched *s, const PbAction *a, PbCommand **cmd_out,
-                       rpc_status *st);
+                       uint8_t **raw, size_t *raw_len, rpc_status *st);
 /* Build a serialized google.rpc.Status with a PreconditionFailure listing
  * digests as MISSING into st (code FAILED_PRECONDITION). */
 int sched_check_missing_status(const reapi_digest *missing, size_t n,

@@ -178,6 +178,10 @@ static int assign(sched *s, sched_op *op, sched_worker *w) {
   as.queued_timestamp = &ts;
   as.timeout_ms = op->timeout_ms;
   as.attempt = op->attempts + 1;
+  as.action.data = op->action_pb;
+  as.action.len = op->action_len;
+  as.command.data = op->command_pb;
+  as.command.len = op->command_len;
   cmd.command_case = DISTBUILD__WORKER__V1__WORKER_COMMAND__COMMAND_ASSIGN;
   cmd.assign = &as;
   rc = sched_map_put(s->leases, l->id, l);

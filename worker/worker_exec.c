@@ -169,6 +169,28 @@ static int read_blob(job *j, const PbDigest *pd, const char *what,
   return 0;
 }
 
+/* The copy the scheduler sent along with the Assignment when it matches
+ * the digest (saves a CAS round trip each), else read_blob(). */
+static int read_inline_or_blob(job *j, const ProtobufCBinaryData *inl,
+                               const PbDigest *pd, const char *what,
+                               uint8_t **data, size_t *len) {
+  reapi_digest want, got;
+
+  if (inl->len > 0 && reapi_pb_digest_get(pd, &want) == 0) {
+    reapi_digest_of(inl->data, inl->len, &got);
+    if (reapi_digest_eq(&got, &want)) {
+      *data = malloc(inl->len);
+      if (!*data)
+        return DB_ENOMEM;
+      memcpy(*data, inl->data, inl->len);
+      *len = inl->len;
+      return 0;
+    }
+    DB_WARN("worker", "inline %s does not match its digest; fetching it", what);
+  }
+  return read_blob(j, pd, what, data, len);
+}
+
 static const char *platform_get(const PbPlatform *p, const char *name) {
   if (!p)
     return NULL;
@@ -537,7 +559,8 @@ static int run_job(job *j, const Distbuild__Worker__V1__Assignment *a) {
   j->meta->input_fetch_start_timestamp = wk_now_ts(j->a);
   if (reapi_pb_digest_get(a->action_digest, &ad) != 0)
     return set_status(j, RPC_INVALID_ARGUMENT, "bad action digest");
-  rv = read_blob(j, a->action_digest, "Action", &buf, &len);
+  rv = read_inline_or_blob(j, &a->action, a->action_digest, "Action", &buf,
+                           &len);
   if (rv != 0)
     return rv < 0 ? rv : 0;
   j->action =
@@ -547,7 +570,8 @@ static int run_job(job *j, const Distbuild__Worker__V1__Assignment *a) {
   if (!j->action)
     return set_status(j, RPC_INVALID_ARGUMENT, "Action %s does not parse",
                       ad.hash);
-  rv = read_blob(j, j->action->command_digest, "Command", &buf, &len);
+  rv = read_inline_or_blob(j, &a->command, j->action->command_digest, "Command",
+                           &buf, &len);
   if (rv != 0)
     return rv < 0 ? rv : 0;
   j->cmd = build__bazel__remote__execution__v2__command__unpack(NULL, len, buf);

@@ -72,7 +72,7 @@ class ExecTest(SchedTestBase):
 
     def test_execute_stages_and_result(self):
         w = self.worker()
-        d, _ = self.client.make_action()
+        d, named = self.client.make_action()
         ops = self.client.execute(d)
         stages = [h.stage_of(o) for o in ops]
         self.assertEqual(stages[0], STAGE.QUEUED)
@@ -92,6 +92,10 @@ class ExecTest(SchedTestBase):
         self.assertEqual(a.attempt, 1)
         self.assertEqual(a.timeout_ms, 600000)  # default imposed
         self.assertTrue(a.lease_id)
+        # The Action and Command travel with the Assignment, byte for byte
+        # as stored, so the worker need not fetch them.
+        self.assertEqual(h.pbd(a.action), named["action"])
+        self.assertEqual(h.pbd(a.command), named["command"])
         log = self.sched.output()
         for s in ("job submitted", "dispatching", "job completed",
                   "worker joined: w1"):
