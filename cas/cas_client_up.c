@@ -277,10 +277,11 @@ out:
 /*
  * Concurrent uploads on one HTTP/2 connection can reach the server mixed
  * up: in the container test (workers and scheduler on a Docker bridge,
- * libcurl 7.88.1) about one build in three had a worker's BatchUpdateBlobs
- * and ByteStream Write, in flight together, both arrive damaged ("Invalid
- * Compressed-Flag in message prefix" on one stream, "corrupt zstd stream"
- * on the other), seen only over a real network, never over loopback. The
+ * libcurl 7.88.1), in a burst of about ten builds, four had a worker's
+ * BatchUpdateBlobs and ByteStream Write, in flight together, both arrive
+ * damaged ("Invalid Compressed-Flag in message prefix" on one stream,
+ * "corrupt zstd stream" on the other); 28 later runs were clean. Seen only
+ * over a real network, never over loopback; the cause is not proven. The
  * server verifies every byte against its digest, so it stores nothing and
  * the blobs are just missing. So when an upload fails that way (the
  * server refused the data, INVALID_ARGUMENT, or the stream broke on a

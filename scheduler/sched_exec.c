@@ -195,6 +195,12 @@ void sched_op_complete(sched *s, sched_op *op, const PbExecResp *resp) {
     op->dedup_key = NULL;
   }
   op->stage = SCHED_STAGE_COMPLETED;
+  /* Only dispatch needs them; a retained op must not keep a rustc
+   * Command (kilobytes of environment) for up to max_retained ops. */
+  free(op->action_pb);
+  free(op->command_pb);
+  op->action_pb = op->command_pb = NULL;
+  op->action_len = op->command_len = 0;
   if (reapi_pb_pack(&resp->base, &rbuf, &rlen) ||
       pack_operation(op, SCHED_STAGE_COMPLETED, rbuf, rlen, 1, NULL,
                      &op->final_op, &op->final_len)) {

@@ -93,7 +93,8 @@ struct sched_op {
   int matchable;
   int64_t done_ms;
   char *last_error; /* why the last attempt was lost */
-  /* The serialized Action and Command, sent along with each Assignment. */
+  /* The serialized Action and Command, sent along with each Assignment;
+   * freed once the op completes. */
   uint8_t *action_pb, *command_pb;
   size_t action_len, command_len;
   /* fair queue links (sched_queue.c) */
