@@ -28,7 +28,18 @@ static int write_lines(const char *path, const char *prefix, const wrap_strv *a,
     o += (size_t)snprintf(buf + o, len + 1 - o, "%s%s\n", prefix, a->v[i]);
   for (size_t i = 0; b && i < b->n; i++)
     o += (size_t)snprintf(buf + o, len + 1 - o, "%s%s\n", prefix2, b->v[i]);
-  rv = wrap_write_atomic(path, buf, o, 0644);
+  {
+    /* Most calls record what the last one did: reading is much cheaper
+     * than creating and renaming a file. */
+    char *cur = NULL;
+    size_t cur_len = 0;
+    if (wrap_read_file(path, o + 1, &cur, &cur_len) == 0 && cur_len == o &&
+        memcmp(cur, buf, o) == 0)
+      rv = 0;
+    else
+      rv = wrap_write_atomic(path, buf, o, 0644);
+    free(cur);
+  }
   free(buf);
   return rv;
 }
