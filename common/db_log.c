@@ -28,6 +28,10 @@ void db_log_set_level(int level) {
   g_level = level;
 }
 
+void db_log_reset_level(void) {
+  g_level = -2;
+}
+
 int db_log_level(void) {
   /* A benign race: every thread computes the same value. */
   if (g_level == -2)

@@ -14,6 +14,10 @@ void db_log_set_level(int level);
 /* Current level; DB_LOG_ERROR - 1 means quiet. */
 int db_log_level(void);
 
+/* Forget the level, so the next call reads CARGO_DISTBUILD_LOG again (for
+ * a forked child that was handed a different environment). */
+void db_log_reset_level(void);
+
 /* Log a printf-style message tagged with a component name ("cas", ...).
  * Thread-safe: each call writes one line with a single write(2). */
 void db_log(int level, const char *component, const char *fmt, ...)

@@ -149,6 +149,11 @@ static int parse_target(const char *target, char **url) {
   return 0;
 }
 
+int rpc_client_global_init(void) {
+  /* Never paired with curl_global_cleanup: the reference stays held. */
+  return curl_global_init(CURL_GLOBAL_DEFAULT) == CURLE_OK ? 0 : DB_ENOMEM;
+}
+
 int rpc_client_new(const char *target, const rpc_client_opts *opts,
                    rpc_client **out) {
   rpc_client *c = NULL;

@@ -33,6 +33,13 @@ typedef struct rpc_client_opts {
   int connect_timeout_ms;  /* 0 = 5000 */
 } rpc_client_opts;
 
+/* Initialise libcurl (and OpenSSL under it) for the life of the process,
+ * before any thread or fork: a process that forks a child per call (the
+ * wrapper's client server) pays OpenSSL's start-up once, not per child.
+ * Optional; rpc_client_new initialises on demand otherwise. 0 or
+ * DB_ENOMEM. */
+int rpc_client_global_init(void);
+
 /* target: "HOST:PORT" or "grpc://HOST:PORT" (copied). opts may be NULL.
  * *out owned by caller: rpc_client_free(). DB_EINVAL for a bad target. */
 int rpc_client_new(const char *target, const rpc_client_opts *opts,

@@ -10,6 +10,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "db_err.h"
+#include "wrap_serve.h"
+#include "wrap_sock.h"
 #include "wrap_stats.h"
 #include "wrap_util.h"
 
@@ -58,7 +61,9 @@ static void build_usage(FILE *f) {
 
 int wrap_cli_build(int argc, char **argv) {
   wrap_strv cmd = {0};
-  char *wrapper = NULL, *stats_path = NULL, *id = NULL;
+  wrap_serve *srv = NULL;
+  char *wrapper = NULL, *stats_path = NULL, *id = NULL, *cache = NULL;
+  const char *cs = getenv("CARGO_DISTBUILD_CLIENT_SERVER");
   const char *cargo = getenv("CARGO");
   int workspace_only = 0, i = 1, code = 1, st = 0;
   pid_t pid;
@@ -91,6 +96,20 @@ int wrap_cli_build(int argc, char **argv) {
          1);
   setenv("CARGO_INCREMENTAL", "0", 1);
   setenv("CARGO_DISTBUILD_BUILD_ID", id, 1);
+  /* The client server saves each distributable call the remote client's
+   * start-up; without it the wrapper execs the remote client as before. */
+  unsetenv(WRAP_SOCK_ENV);
+  if ((cs == NULL || strcmp(cs, "0") != 0) &&
+      (cache = wrap_cache_dir()) != NULL) {
+    int rv = wrap_serve_start(cache, &srv);
+    if (rv == 0)
+      setenv(WRAP_SOCK_ENV, wrap_serve_path(srv), 1);
+    else
+      fprintf(stderr,
+              "cargo-distbuild: no client server (%s); each rustc call "
+              "starts the remote client itself\n",
+              db_strerror(rv));
+  }
   if (wrap_strv_add(&cmd, cargo && *cargo ? cargo : "cargo") != 0 ||
       wrap_strv_add(&cmd, "build") != 0)
     goto out;
@@ -112,6 +131,8 @@ int wrap_cli_build(int argc, char **argv) {
   while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
     ;
   code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+  wrap_serve_stop(srv);
+  srv = NULL;
   stats_path = wrap_stats_path();
   if (stats_path != NULL &&
       wrap_stats_load(stats_path, id, &last, &total, NULL) == 0) {
@@ -120,6 +141,8 @@ int wrap_cli_build(int argc, char **argv) {
     wrap_stats_print(stderr, title, &last);
   }
 out:
+  wrap_serve_stop(srv);
+  free(cache);
   free(wrapper);
   free(stats_path);
   free(id);

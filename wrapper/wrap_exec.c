@@ -9,6 +9,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -39,6 +41,7 @@ typedef struct call {
   /* An early stderr prefix went out (see wrap_remote.h): nothing may
    * announce the metadata again, not even a local fallback. */
   int early_released;
+  wrap_dcache *shared_dc; /* borrowed, preloaded by the client server */
 } call;
 
 /* A progress line on stderr (one write; cargo passes non-JSON lines
@@ -167,7 +170,7 @@ static void breaker_trip(const call *c, int on) {
 /* Run rustc locally as a child (so dep-info can be learnt afterwards).
  * After an early release its stderr goes through the metadata filter. */
 static int run_local(call *c, char **argv) {
-  pid_t pid;
+  pid_t pid, parent = getpid();
   int st = 0, p[2] = {-1, -1};
   if (c->early_released && pipe2(p, O_CLOEXEC) != 0)
     return 127;
@@ -180,6 +183,10 @@ static int run_local(call *c, char **argv) {
     return 127;
   }
   if (pid == 0) {
+    /* rustc dies with us: killing the wrapper ends the compile. */
+    (void)prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent)
+      _exit(127);
     if (p[1] >= 0 && dup2(p[1], STDERR_FILENO) < 0)
       _exit(127);
     execv(argv[0], argv);
@@ -291,7 +298,10 @@ static int distributed(call *c, char **argv) {
   e = getenv("CARGO_DISTBUILD_TIMEOUT");
   if (e != NULL && atoi(e) > 0)
     timeout_s = atoi(e);
-  rv = wrap_dcache_open(c->cache_dir, &dc);
+  if (c->shared_dc != NULL)
+    rv = 0;
+  else
+    rv = wrap_dcache_open(c->cache_dir, &dc);
   if (rv == 0)
     rv = wrap_remote_new(c->target, timeout_s * 1000, &rem);
   if (rv != 0) {
@@ -302,7 +312,8 @@ static int distributed(call *c, char **argv) {
     wrap_action_free(act);
     act = NULL;
     wrap_remote_result_clear(&res);
-    rv = wrap_action_build(c->args, environ, c->cache_dir, dc, &extra, &act,
+    rv = wrap_action_build(c->args, environ, c->cache_dir,
+                           c->shared_dc ? c->shared_dc : dc, &extra, &act,
                            &reason);
     if (rv != 0) {
       code = fallback(c, argv, reason ? reason : db_strerror(rv));
@@ -312,7 +323,7 @@ static int distributed(call *c, char **argv) {
     c->act = act;
     rv = wrap_remote_run(rem, act, on_progress, c, &res);
     c->act = NULL;
-    log_timing(c, dc, built_ms, &res);
+    log_timing(c, c->shared_dc ? c->shared_dc : dc, built_ms, &res);
     c->rec.up_raw += res.up_raw;
     c->rec.up_wire += res.up_wire;
     c->rec.down_raw += res.down_raw;
@@ -380,6 +391,30 @@ out:
 }
 
 int wrap_exec_main(int argc, char **argv) {
+  return wrap_exec_main_with(argc, argv, NULL, NULL, 1);
+}
+
+/* Exit code of a child that runs rustc as the wrapper would have exec'd
+ * it: a (NULL a: argv unparsed) and reason as for wrap_front_exec_local. */
+static int local_child(const wrap_args *a, char **argv, const char *reason,
+                       int64_t start_ms) {
+  int st = 0;
+  pid_t pid = fork();
+  if (pid < 0)
+    return 127;
+  if (pid == 0) {
+    if (a != NULL)
+      _exit(wrap_front_exec_local(a, argv, reason, start_ms));
+    execv(argv[0], argv);
+    _exit(127);
+  }
+  while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+    ;
+  return WIFSIGNALED(st) ? 128 + WTERMSIG(st) : WEXITSTATUS(st);
+}
+
+int wrap_exec_main_with(int argc, char **argv, wrap_dcache *dc,
+                        const char *dc_dir, int may_exec) {
   call c;
   const char *reason;
   int code;
@@ -390,6 +425,8 @@ int wrap_exec_main(int argc, char **argv) {
     return 2;
   }
   if (wrap_args_parse(argc, argv, NULL, &c.args) != 0) {
+    if (!may_exec)
+      return local_child(NULL, argv, NULL, c.start_ms);
     execv(argv[0], argv);
     fprintf(stderr, "cargo-distbuild-wrapper: cannot run %s: %s\n", argv[0],
             strerror(errno));
@@ -400,9 +437,15 @@ int wrap_exec_main(int argc, char **argv) {
   reason = wrap_front_local_reason(c.args);
   if (reason == NULL && (c.cache_dir = wrap_cache_dir()) == NULL)
     reason = "no cache directory";
-  if (reason != NULL)
-    return wrap_front_exec_local(c.args, argv, reason, c.start_ms);
+  if (reason != NULL) {
+    code = may_exec ? wrap_front_exec_local(c.args, argv, reason, c.start_ms)
+                    : local_child(c.args, argv, reason, c.start_ms);
+    goto out;
+  }
+  if (dc != NULL && dc_dir != NULL && strcmp(dc_dir, c.cache_dir) == 0)
+    c.shared_dc = dc;
   code = distributed(&c, argv);
+out:
   free(c.cache_dir);
   free(c.target);
   wrap_args_free(c.args);

@@ -18,7 +18,17 @@
 #ifndef WRAP_EXEC_H
 #define WRAP_EXEC_H
 
+#include "wrap_dcache.h"
+
 /* Returns the process exit code, or does not return (execv). */
 int wrap_exec_main(int argc, char **argv);
+
+/* The same, with a digest cache that is already loaded (the client server
+ * keeps one; see wrap_serve.h). dc is borrowed and used only when dc_dir
+ * equals this call's cache directory; otherwise the call opens its own.
+ * may_exec 0: a call that turns out local runs rustc as a child and
+ * returns its exit code instead of replacing this process. */
+int wrap_exec_main_with(int argc, char **argv, wrap_dcache *dc,
+                        const char *dc_dir, int may_exec);
 
 #endif

@@ -7,7 +7,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "db_err.h"
 #include "wrap_closure.h"
+#include "wrap_sock.h"
 #include "wrap_stats.h"
 #include "wrap_util.h"
 
@@ -54,7 +56,7 @@ int wrap_front_exec_local(const wrap_args *a, char **argv, const char *reason,
 int wrap_front_main(int argc, char **argv, const char *remote_exe) {
   int64_t start = wrap_now_ms();
   wrap_args *a = NULL;
-  const char *reason;
+  const char *reason, *sock;
   char **rargv;
   if (argc < 1) {
     fprintf(stderr, "usage: cargo-distbuild-wrapper RUSTC [ARGS...]\n");
@@ -66,6 +68,21 @@ int wrap_front_main(int argc, char **argv, const char *remote_exe) {
   if (reason != NULL)
     return wrap_front_exec_local(a, argv, reason, start);
   wrap_args_free(a);
+  sock = getenv(WRAP_SOCK_ENV);
+  if (sock != NULL && *sock) {
+    /* `cargo distbuild build` runs a client server: hand the call over. */
+    int code = 0, rv = wrap_sock_call(sock, argc, argv, &code);
+    if (rv == 0)
+      return code;
+    if (rv == DB_EIO) {
+      /* Its output may be half written: running it again could announce
+       * the same artifact to cargo twice. */
+      fprintf(stderr, "[distbuild] the client server went away during this "
+                      "rustc call; its outcome is unknown\n");
+      return 1;
+    }
+    /* Not started (no server, or it refused): the remote client does it. */
+  }
   /* Distributable: hand over to the remote client, argv unchanged. */
   rargv = calloc((size_t)argc + 2, sizeof(*rargv));
   if (rargv != NULL && remote_exe != NULL) {

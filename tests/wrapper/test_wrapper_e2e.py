@@ -248,6 +248,13 @@ def main():
               "report says 100%")
         check(st["time_saved_ms"] > 0, "time saved reported")
         check(artifacts(ws) == local, "hit outputs byte-identical")
+        # Without the client server each call execs the remote client.
+        E.cargo(["clean"], ws)
+        p, st = E.distbuild(ws, {"CARGO_DISTBUILD_CLIENT_SERVER": "0",
+                                 "CARGO_DISTBUILD_LOG": "debug"})
+        check(st["action_cache_hits"] == 5 and artifacts(ws) == local and
+              "client server: call" not in p.stdout,
+              "5/5 hits without the client server too")
 
         print("3. edit lib-utils: only it and its dependents miss", flush=True)
         with open(os.path.join(ws, "lib-utils/src/lib.rs"), "a") as f:
