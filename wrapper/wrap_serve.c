@@ -94,8 +94,8 @@ static void *watch_front(void *arg) {
 
 /* One connection, in its own forked process: read the request, become the
  * front (descriptors, cwd, umask, environment), run the call, report. */
-static void handle(int conn, pid_t server, wrap_dcache *dc,
-                   const char *dc_dir) __attribute__((noreturn));
+static void handle(int conn, pid_t server, wrap_dcache *dc, const char *dc_dir)
+    __attribute__((noreturn));
 static void handle(int conn, pid_t server, wrap_dcache *dc,
                    const char *dc_dir) {
   struct ucred cr;

@@ -33,10 +33,10 @@
 #define WRAP_SOCK_ENV "CARGO_DISTBUILD_CLIENT_SOCKET"
 
 enum {
-  WRAP_SOCK_MAX_FDS = 64,            /* descriptors passed per call */
-  WRAP_SOCK_MAX_FD_NUM = 1024,       /* highest fd number passed on */
-  WRAP_SOCK_MAX_REQ = 16 << 20,      /* payload bytes */
-  WRAP_SOCK_MAX_STRINGS = 1 << 16,   /* argc + envc */
+  WRAP_SOCK_MAX_FDS = 64,          /* descriptors passed per call */
+  WRAP_SOCK_MAX_FD_NUM = 1024,     /* highest fd number passed on */
+  WRAP_SOCK_MAX_REQ = 16 << 20,    /* payload bytes */
+  WRAP_SOCK_MAX_STRINGS = 1 << 16, /* argc + envc */
 };
 
 /* Run one call through the server at socket path: sends argv (argv[0] =
