@@ -19,6 +19,10 @@
 #define TREE_CACHE_MAX 200000
 #define MAX_DEPTH 256
 #define MAX_REPORTED 5000
+/* Directory bytes collected per action for Assignment.directories: a
+ * rustc input root's new directories are a few KB; a huge tree is left
+ * for the worker to fetch. */
+#define SCHED_INLINE_DIRS_MAX (256 * 1024)
 
 typedef struct walk {
   sched *s;
@@ -28,7 +32,34 @@ typedef struct walk {
   int64_t now;
   int bad; /* malformed Directory found: INVALID_ARGUMENT */
   char bad_msg[200];
+  ProtobufCBinaryData *dirs; /* Directory messages read, owned */
+  size_t n_dirs, cap_dirs, dir_bytes;
 } walk;
+
+void sched_dirs_free(ProtobufCBinaryData *dirs, size_t n) {
+  for (size_t i = 0; dirs && i < n; i++)
+    free(dirs[i].data);
+  free(dirs);
+}
+
+/* Keep a Directory message for the Assignment (takes *data on success). */
+static void keep_dir(walk *w, uint8_t **data, size_t len) {
+  if (w->dir_bytes + len > SCHED_INLINE_DIRS_MAX)
+    return;
+  if (w->n_dirs == w->cap_dirs) {
+    size_t cap = w->cap_dirs ? w->cap_dirs * 2 : 16;
+    ProtobufCBinaryData *n = realloc(w->dirs, cap * sizeof(*n));
+    if (!n)
+      return; /* only an optimisation */
+    w->dirs = n;
+    w->cap_dirs = cap;
+  }
+  w->dirs[w->n_dirs].data = *data;
+  w->dirs[w->n_dirs].len = len;
+  w->n_dirs++;
+  w->dir_bytes += len;
+  *data = NULL;
+}
 
 static int add_missing(walk *w, const reapi_digest *d) {
   char key[REAPI_DIGEST_STR_MAX + 2];
@@ -130,6 +161,7 @@ static int walk_dir(walk *w, const reapi_digest *d, int depth) {
   if (complete && sched_map_size(w->s->trees) < TREE_CACHE_MAX)
     sched_map_put(w->s->trees, key + 1,
                   (void *)(intptr_t)(w->now + TREE_TTL_MS));
+  keep_dir(w, &data, len);
   rc = 0;
 out:
   if (dir)
@@ -295,7 +327,9 @@ static int drop_expired(const char *key, void *val, void *ctx) {
 }
 
 int sched_check_inputs(sched *s, const PbAction *a, PbCommand **cmd_out,
-                       uint8_t **raw, size_t *raw_len, rpc_status *st) {
+                       uint8_t **raw, size_t *raw_len,
+                       ProtobufCBinaryData **dirs, size_t *n_dirs,
+                       rpc_status *st) {
   walk w = {0};
   reapi_digest cd, rd;
   uint8_t *data = NULL;
@@ -305,6 +339,8 @@ int sched_check_inputs(sched *s, const PbAction *a, PbCommand **cmd_out,
   *cmd_out = NULL;
   *raw = NULL;
   *raw_len = 0;
+  *dirs = NULL;
+  *n_dirs = 0;
   w.s = s;
   w.now = rpc_now_ms();
   if (reapi_pb_digest_get(a->command_digest, &cd) ||
@@ -362,7 +398,12 @@ out:
     *raw = data; /* handed to the caller */
     *raw_len = len;
     data = NULL;
+    *dirs = w.dirs;
+    *n_dirs = w.n_dirs;
+    w.dirs = NULL;
+    w.n_dirs = 0;
   }
+  sched_dirs_free(w.dirs, w.n_dirs);
   free(data);
   free(w.missing);
   sched_map_free(w.seen);

@@ -49,6 +49,7 @@ void sched_op_free(sched_op *op) {
   free(op->final_op);
   free(op->action_pb);
   free(op->command_pb);
+  sched_dirs_free(op->dirs, op->n_dirs);
   free(op);
 }
 
@@ -201,6 +202,9 @@ void sched_op_complete(sched *s, sched_op *op, const PbExecResp *resp) {
   free(op->command_pb);
   op->action_pb = op->command_pb = NULL;
   op->action_len = op->command_len = 0;
+  sched_dirs_free(op->dirs, op->n_dirs);
+  op->dirs = NULL;
+  op->n_dirs = 0;
   if (reapi_pb_pack(&resp->base, &rbuf, &rlen) ||
       pack_operation(op, SCHED_STAGE_COMPLETED, rbuf, rlen, 1, NULL,
                      &op->final_op, &op->final_len)) {
@@ -432,7 +436,8 @@ static void exec_on_message(rpc_call *call, const uint8_t *msg, size_t len) {
   rpc_status st = {0};
   reapi_digest ad;
   uint8_t *araw = NULL, *craw = NULL;
-  size_t alen = 0, clen = 0;
+  size_t alen = 0, clen = 0, ndirs = 0;
+  ProtobufCBinaryData *dirs = NULL;
   sched_op *op = NULL;
   char inv[128], key[REAPI_DIGEST_STR_MAX + 260];
   int64_t tmo;
@@ -486,7 +491,7 @@ static void exec_on_message(rpc_call *call, const uint8_t *msg, size_t len) {
       goto out;
     }
   }
-  if (sched_check_inputs(s, a, &cmd, &craw, &clen, &st))
+  if (sched_check_inputs(s, a, &cmd, &craw, &clen, &dirs, &ndirs, &st))
     goto rejected;
   invocation_of(call, inv, sizeof(inv));
   op = op_new(s, &ad, req->instance_name);
@@ -497,7 +502,11 @@ static void exec_on_message(rpc_call *call, const uint8_t *msg, size_t len) {
   op->action_len = alen;
   op->command_pb = craw;
   op->command_len = clen;
+  op->dirs = dirs;
+  op->n_dirs = ndirs;
   araw = craw = NULL;
+  dirs = NULL;
+  ndirs = 0;
   op->invocation = strdup(inv);
   if (!op->invocation)
     goto oom_op;
@@ -541,6 +550,7 @@ rejected:
 out:
   free(araw);
   free(craw);
+  sched_dirs_free(dirs, ndirs);
   rpc_status_clear(&st);
   if (cmd)
     build__bazel__remote__execution__v2__command__free_unpacked(cmd, NULL);

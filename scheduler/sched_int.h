@@ -97,6 +97,10 @@ struct sched_op {
    * freed once the op completes. */
   uint8_t *action_pb, *command_pb;
   size_t action_len, command_len;
+  /* Directory messages read while checking the inputs, sent along with
+   * each Assignment too (Assignment.directories); freed with the above. */
+  ProtobufCBinaryData *dirs;
+  size_t n_dirs;
   /* fair queue links (sched_queue.c) */
   sched_inv *inv;
   sched_op *qnext, *qprev;
@@ -230,9 +234,15 @@ int sched_check_action(sched *s, const reapi_digest *d, PbAction **out,
 /* Load and validate the Command, and check the whole input tree is in the
  * CAS. On failure returns non-zero and fills st. *cmd_out is the parsed
  * Command (caller frees with ..._command__free_unpacked); on success *raw
- * and *raw_len receive it serialized, as for sched_check_action. */
+ * and *raw_len receive it serialized, as for sched_check_action, and
+ * *dirs / *n_dirs the serialized Directory messages the walk read (at most
+ * SCHED_INLINE_DIRS_MAX bytes in all; free with sched_dirs_free). */
 int sched_check_inputs(sched *s, const PbAction *a, PbCommand **cmd_out,
-                       uint8_t **raw, size_t *raw_len, rpc_status *st);
+                       uint8_t **raw, size_t *raw_len,
+                       ProtobufCBinaryData **dirs, size_t *n_dirs,
+                       rpc_status *st);
+/* Free n serialized Directory messages and the array. NULL ok. */
+void sched_dirs_free(ProtobufCBinaryData *dirs, size_t n);
 /* Build a serialized google.rpc.Status with a PreconditionFailure listing
  * digests as MISSING into st (code FAILED_PRECONDITION). */
 int sched_check_missing_status(const reapi_digest *missing, size_t n,

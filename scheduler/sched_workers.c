@@ -182,6 +182,8 @@ static int assign(sched *s, sched_op *op, sched_worker *w) {
   as.action.len = op->action_len;
   as.command.data = op->command_pb;
   as.command.len = op->command_len;
+  as.n_directories = op->n_dirs;
+  as.directories = op->dirs;
   cmd.command_case = DISTBUILD__WORKER__V1__WORKER_COMMAND__COMMAND_ASSIGN;
   cmd.assign = &as;
   rc = sched_map_put(s->leases, l->id, l);

@@ -604,6 +604,8 @@ static int run_job(job *j, const Distbuild__Worker__V1__Assignment *a) {
   mo.wgid = f->host_gid;
   mo.copy_all = cfg->sandbox_mode == SBX_MODE_NONE;
   mo.copy_writable = f->host_uid == geteuid();
+  mo.inline_dirs = a->directories;
+  mo.n_inline_dirs = a->n_directories;
   rv = wk_materialize(j->env->cache, j->env->cas, &rd, j->root, &mo, &j->mat);
   j->mat_done = 1;
   atomic_fetch_add(&j->env->metrics->cache_hits, j->mat.fetch.hits);

@@ -18,6 +18,7 @@
 typedef struct dnode {
   reapi_digest d;
   PbDirectory *pb;
+  int expanded; /* children queued by fetch_dirs */
   int totals_done;
   uint64_t files, bytes; /* whole subtree */
 } dnode;
@@ -123,7 +124,54 @@ static void note_missing(mat_ctx *x) {
   free(ds);
 }
 
-/* Fetch every Directory of the tree, one batch per level. */
+/* Append the subdirectory digests of n to *next. */
+static int push_children(dnode *n, reapi_digest **next, size_t *nnext,
+                         size_t *capnext) {
+  n->expanded = 1;
+  for (size_t k = 0; k < n->pb->n_directories; k++) {
+    reapi_digest cd;
+    int rv = reapi_pb_digest_get(n->pb->directories[k]->digest, &cd);
+    if (rv != 0)
+      return rv;
+    if (*nnext == *capnext) {
+      size_t nc = *capnext ? *capnext * 2 : 64;
+      reapi_digest *t = realloc(*next, nc * sizeof(*t));
+      if (!t)
+        return DB_ENOMEM;
+      *next = t;
+      *capnext = nc;
+    }
+    (*next)[(*nnext)++] = cd;
+  }
+  return 0;
+}
+
+/* Enter the Directory messages given inline into the map, unexpanded. */
+static int seed_dirs(mat_ctx *x) {
+  for (size_t i = 0; i < x->o->n_inline_dirs; i++) {
+    const ProtobufCBinaryData *b = &x->o->inline_dirs[i];
+    reapi_digest d;
+    PbDirectory *pb;
+    dnode *n;
+    reapi_digest_of(b->data, b->len, &d);
+    if (dmap_find(&x->map, &d))
+      continue;
+    pb = build__bazel__remote__execution__v2__directory__unpack(NULL, b->len,
+                                                                b->data);
+    if (!pb)
+      continue; /* not a Directory: fetched like any other, if needed */
+    n = dmap_add(&x->map, &d);
+    if (!n) {
+      build__bazel__remote__execution__v2__directory__free_unpacked(pb, NULL);
+      return DB_ENOMEM;
+    }
+    n->pb = pb;
+  }
+  return 0;
+}
+
+/* Fetch every Directory of the tree not given inline, one batch per
+ * level. */
 static int fetch_dirs(mat_ctx *x, const reapi_digest *root) {
   reapi_digest *level = NULL, *next = NULL;
   size_t nlevel = 0, nnext = 0, capnext = 0, caplevel = 1;
@@ -135,11 +183,14 @@ static int fetch_dirs(mat_ctx *x, const reapi_digest *root) {
   level[nlevel++] = *root;
   while (nlevel && rv == 0) {
     x->nwants = 0;
+    nnext = 0;
     for (size_t i = 0; i < nlevel && rv == 0; i++) {
       dnode *n = dmap_find(&x->map, &level[i]);
-      if (n)
+      if (n && n->pb && !n->expanded)
+        rv = push_children(n, &next, &nnext, &capnext); /* given inline */
+      else if (n)
         continue;
-      if (!dmap_add(&x->map, &level[i]))
+      else if (!dmap_add(&x->map, &level[i]))
         rv = DB_ENOMEM;
       else
         rv = want_add(x, &level[i], 0);
@@ -150,15 +201,12 @@ static int fetch_dirs(mat_ctx *x, const reapi_digest *root) {
       note_missing(x);
     if (rv != 0)
       break;
-    nnext = 0;
     for (size_t i = 0; i < x->nwants && rv == 0; i++) {
       dnode *n = dmap_find(&x->map, &x->wants[i].digest);
-      char path[PATHMAX];
       uint8_t *buf = NULL;
       size_t len = 0;
       if (!n || n->pb)
         continue;
-      wk_cache_path(x->c, &n->d, 0, path, sizeof(path));
       rv = wk_cache_read(x->c, x->cas, &n->d, &buf, &len, NULL);
       if (rv != 0)
         break;
@@ -170,23 +218,7 @@ static int fetch_dirs(mat_ctx *x, const reapi_digest *root) {
         rv = DB_EPROTO;
         break;
       }
-      for (size_t k = 0; k < n->pb->n_directories && rv == 0; k++) {
-        reapi_digest cd;
-        rv = reapi_pb_digest_get(n->pb->directories[k]->digest, &cd);
-        if (rv != 0)
-          break;
-        if (nnext == capnext) {
-          size_t nc = capnext ? capnext * 2 : 64;
-          reapi_digest *t = realloc(next, nc * sizeof(*t));
-          if (!t) {
-            rv = DB_ENOMEM;
-            break;
-          }
-          next = t;
-          capnext = nc;
-        }
-        next[nnext++] = cd;
-      }
+      rv = push_children(n, &next, &nnext, &capnext);
     }
     if (x->nwants)
       wk_cache_release(x->c, x->wants, x->nwants);
@@ -512,7 +544,9 @@ int wk_materialize(wk_cache *c, cas_client *cas, const reapi_digest *root,
   x.cas = cas;
   x.o = o;
   x.m = m;
-  rv = fetch_dirs(&x, root);
+  rv = seed_dirs(&x);
+  if (rv == 0)
+    rv = fetch_dirs(&x, root);
   if (rv != 0)
     goto out;
   rn = dmap_find(&x.map, root);

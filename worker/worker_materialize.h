@@ -3,7 +3,8 @@
  * Directory messages) into a host directory for one action.
  *
  * - Directory messages come through the local cache (one batched fetch per
- *   tree level on a cold worker, none on a warm one).
+ *   tree level on a cold worker, none on a warm one), except those passed
+ *   in opts.inline_dirs.
  * - Files are hardlinked out of the file cache (mode 0444 / 0555, owned by
  *   the worker). Hardlinks share the inode, so the action must not be able
  *   to modify them: the sandbox runs it as an unprivileged host id that
@@ -27,6 +28,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include <protobuf-c/protobuf-c.h>
+
 #include "cas_client.h"
 #include "worker_cache.h"
 
@@ -43,6 +46,11 @@ typedef struct wk_mat_opts {
   gid_t wgid;
   int copy_writable; /* copy, not link, files below writable dirs */
   int copy_all;      /* copy every file; trees become symlinks */
+  /* Serialized Directory messages already at hand (the scheduler sends
+   * the input root's new ones with the Assignment): each is used under
+   * the digest computed here, so a wrong one is merely unused. Borrowed. */
+  const ProtobufCBinaryData *inline_dirs;
+  size_t n_inline_dirs;
 } wk_mat_opts;
 
 typedef struct wk_mat_bind {

@@ -96,6 +96,10 @@ class ExecTest(SchedTestBase):
         # as stored, so the worker need not fetch them.
         self.assertEqual(h.pbd(a.action), named["action"])
         self.assertEqual(h.pbd(a.command), named["command"])
+        # So do the input root's Directory messages the scheduler read.
+        key = lambda d: (d.hash, d.size_bytes)
+        self.assertEqual(sorted(key(h.pbd(b)) for b in a.directories),
+                         sorted(key(named[n]) for n in ("root", "src")))
         log = self.sched.output()
         for s in ("job submitted", "dispatching", "job completed",
                   "worker joined: w1"):

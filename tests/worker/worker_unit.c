@@ -329,6 +329,77 @@ static void test_materialize(void) {
   cas_client_free(c);
 }
 
+/* Directory messages given inline (Assignment.directories) stand in for
+ * the CAS: a tree whose Directory blobs were never uploaded materialises
+ * from them, a blob that is no Directory is ignored, and without them the
+ * same tree is missing from the CAS. */
+static void test_materialize_inline(void) {
+  cas_client *c = client();
+  wk_cache *wc = NULL;
+  reapi_digest fa, dsub, droot;
+  PbDigest pa, psub;
+  PbFileNode na, *subf[1];
+  PbDirectoryNode nsub, *rootd[1];
+  PbDirectory sub, root;
+  ProtobufCBinaryData inl[3];
+  uint8_t *bsub = NULL, *broot = NULL;
+  size_t lsub = 0, lroot = 0;
+  char dir[512], p[4096];
+  wk_mat_opts o = {0};
+  wk_mat m;
+  struct stat st;
+
+  put(c, "inline\n", 7, &fa);
+  reapi_pb_digest_set(&pa, &fa);
+  build__bazel__remote__execution__v2__file_node__init(&na);
+  na.name = "f.txt";
+  na.digest = &pa;
+  subf[0] = &na;
+  build__bazel__remote__execution__v2__directory__init(&sub);
+  sub.n_files = 1;
+  sub.files = subf;
+  CHECK(reapi_pb_pack(&sub.base, &bsub, &lsub) == 0);
+  reapi_digest_of(bsub, lsub, &dsub);
+  reapi_pb_digest_set(&psub, &dsub);
+  build__bazel__remote__execution__v2__directory_node__init(&nsub);
+  nsub.name = "sub";
+  nsub.digest = &psub;
+  rootd[0] = &nsub;
+  build__bazel__remote__execution__v2__directory__init(&root);
+  root.n_directories = 1;
+  root.directories = rootd;
+  CHECK(reapi_pb_pack(&root.base, &broot, &lroot) == 0);
+  reapi_digest_of(broot, lroot, &droot);
+
+  snprintf(dir, sizeof(dir), "%s/icache", tmp);
+  CHECK(wk_cache_open(dir, 0, 0, &wc) == 0);
+  inl[0].data = (uint8_t *)"\xff\xff not a Directory";
+  inl[0].len = 21;
+  inl[1].data = broot;
+  inl[1].len = lroot;
+  inl[2].data = bsub;
+  inl[2].len = lsub;
+  o.inline_dirs = inl;
+  o.n_inline_dirs = 3;
+  snprintf(dir, sizeof(dir), "%s/inline-action", tmp);
+  CHECK(mkdir(dir, 0755) == 0);
+  CHECK(wk_materialize(wc, c, &droot, dir, &o, &m) == 0);
+  snprintf(p, sizeof(p), "%s/sub/f.txt", dir);
+  CHECK(stat(p, &st) == 0 && st.st_size == 7);
+  CHECK(m.fetch.misses == 1); /* the file; no Directory was fetched */
+  wk_mat_release(wc, &m);
+
+  o.n_inline_dirs = 0;
+  snprintf(dir, sizeof(dir), "%s/inline-none", tmp);
+  CHECK(mkdir(dir, 0755) == 0);
+  CHECK(wk_materialize(wc, c, &droot, dir, &o, &m) == DB_ENOTFOUND);
+  wk_mat_release(wc, &m);
+  free(bsub);
+  free(broot);
+  wk_cache_close(wc);
+  cas_client_free(c);
+}
+
 static void write_file(const char *path, const char *s, int mode) {
   CHECK(cas_test_write(path, s, strlen(s)) == 0);
   CHECK(chmod(path, (mode_t)mode) == 0);
@@ -454,6 +525,8 @@ int main(int argc, char **argv) {
     test_cache_dedup();
   else if (!strcmp(argv[1], "materialize"))
     test_materialize();
+  else if (!strcmp(argv[1], "materialize_inline"))
+    test_materialize_inline();
   else if (!strcmp(argv[1], "outputs"))
     test_outputs();
   else
