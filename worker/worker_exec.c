@@ -52,6 +52,9 @@ typedef struct job {
 void wk_exec_result_free(wk_exec_result *r) {
   wk_arena_free(&r->arena);
   r->resp = NULL;
+  if (r->dir[0])
+    wk_rmrf(r->dir);
+  r->dir[0] = '\0';
 }
 
 static int set_status(job *j, int code, const char *fmt, ...)
@@ -704,7 +707,9 @@ int wk_exec_run(wk_exec_env *env, const Distbuild__Worker__V1__Assignment *a,
 out:
   if (j.mat_done)
     wk_mat_release(env->cache, &j.mat);
-  if (j.dir[0])
+  if (j.dir[0] && rv == 0)
+    snprintf(out->dir, sizeof(out->dir), "%s", j.dir); /* see the header */
+  else if (j.dir[0])
     wk_rmrf(j.dir);
   if (j.action)
     build__bazel__remote__execution__v2__action__free_unpacked(j.action, NULL);

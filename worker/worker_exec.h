@@ -36,11 +36,15 @@ typedef struct wk_exec_env {
 typedef struct wk_exec_result {
   wk_arena arena; /* owns resp and everything it points to */
   Build__Bazel__Remote__Execution__V2__ExecuteResponse *resp;
+  /* The action's directory, still on disk: removing a tree of hardlinks
+   * takes milliseconds, which the result need not wait for. */
+  char dir[4096];
 } wk_exec_result;
 
 /* Run one assignment. Always fills out->resp (its status tells infra
  * failures apart from completed runs) unless memory runs out (DB_ENOMEM).
- * Free with wk_exec_result_free(). */
+ * Free with wk_exec_result_free(), after sending the result: it also
+ * removes the action's directory. */
 int wk_exec_run(wk_exec_env *env, const Distbuild__Worker__V1__Assignment *a,
                 wk_exec_result *out);
 void wk_exec_result_free(wk_exec_result *r);

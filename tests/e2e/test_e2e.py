@@ -215,6 +215,15 @@ def case_immutable(c):
     dg, _ = c.client.make_action([SH, "-c", "cat in/p.txt out/q.txt"], t)
     r = c.client.execute(dg)
     check(r.result.stdout_raw == data + data, "later action sees inputs", c)
+    # Each action's directory is removed right after its result went out.
+    left = []
+    for _ in range(100):
+        dirs = [os.path.join(w.cache_dir, "actions") for w in c.workers]
+        left = [e for d in dirs if os.path.isdir(d) for e in os.listdir(d)]
+        if not left:
+            break
+        time.sleep(0.05)
+    check(not left, "action directories removed: %s" % left, c)
 
 
 def pids_matching(tag):
