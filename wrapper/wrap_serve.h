@@ -5,18 +5,20 @@
  * It is a forked copy of cargo-distbuild that has the wrapper's libraries
  * (libcurl, OpenSSL, protobuf-c, zstd) loaded and initialised and the
  * digest cache in memory. For each distributable rustc call the wrapper's
- * front connects (wrap_sock.h) instead of exec'ing the remote client; the
- * server forks a handler, which forks the call itself: the call's child
- * takes over the front's descriptors, working directory, umask and
- * environment and runs the same code as cargo-distbuild-wrapper-remote
- * (wrap_exec_main_with), with the preloaded digest cache (refreshed from
- * disk before each fork, so records other calls appended are seen).
+ * front connects (wrap_sock.h) instead of exec'ing the remote client, and
+ * the server forks one child per connection (refreshing the digest cache
+ * from disk first, so records other calls appended are seen). The child
+ * reads the request, takes over the front's descriptors, working
+ * directory, umask and environment, runs the same code as
+ * cargo-distbuild-wrapper-remote (wrap_exec_main_with, with the preloaded
+ * digest cache) and sends the exit status.
  *
- * The handler reports the exit status to the front, and kills the call's
- * process group if the front goes away first (cargo killed it, or the
- * build was interrupted). Only the user running the build may connect
- * (the socket lives in a 0700 directory, and the peer's uid is checked).
- * The server dies with the process that started it (PR_SET_PDEATHSIG).
+ * A thread in the child kills its process group (the call and any rustc
+ * it started) if the front goes away first: cargo killed it, or the build
+ * was interrupted. The child dies with the server, and the server with the
+ * process that started it (PR_SET_PDEATHSIG). Only the user running the
+ * build can connect (the socket lives in a 0700 directory, and the peer's
+ * uid is checked).
  *
  * Errors: 0 or a negative DB_E* code. A handle is owned by the caller.
  */
