@@ -373,8 +373,9 @@ static void test_materialize_inline(void) {
 
   snprintf(dir, sizeof(dir), "%s/icache", tmp);
   CHECK(wk_cache_open(dir, 0, 0, &wc) == 0);
-  inl[0].data = (uint8_t *)"\xff\xff not a Directory";
-  inl[0].len = 21;
+  static const char junk[] = "\xff\xff not a Directory";
+  inl[0].data = (uint8_t *)junk;
+  inl[0].len = sizeof(junk) - 1;
   inl[1].data = broot;
   inl[1].len = lroot;
   inl[2].data = bsub;
