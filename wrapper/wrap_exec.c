@@ -66,20 +66,6 @@ static void say(int level, const char *fmt, ...) {
   }
 }
 
-static int has(const uint8_t *p, size_t n, const char *needle) {
-  size_t k = strlen(needle);
-  for (size_t i = 0; i + k <= n; i++)
-    if (memcmp(p + i, needle, k) == 0)
-      return 1;
-  return 0;
-}
-
-/* rustc's "metadata is ready" notification, which cargo must see once. */
-static int is_metadata_notice(const uint8_t *p, size_t n) {
-  return n > 0 && p[0] == '{' && has(p, n, "\"$message_type\":\"artifact\"") &&
-         has(p, n, "\"emit\":\"metadata\"");
-}
-
 /* Write p[0, n) without metadata notifications; returns how many bytes
  * were consumed (complete lines, plus the tail when final). */
 static size_t write_filtered_part(int fd, const uint8_t *p, size_t n,
@@ -90,7 +76,7 @@ static size_t write_filtered_part(int fd, const uint8_t *p, size_t n,
     size_t end = nl ? (size_t)(nl - p) + 1 : n;
     if (nl == NULL && !final)
       break;
-    if (!is_metadata_notice(p + off, end - off))
+    if (!wrap_rustc_metadata_notice(p + off, end - off))
       (void)wrap_write_all(fd, p + off, end - off);
     off = end;
   }

@@ -221,6 +221,14 @@ out:
   return rv;
 }
 
+/* 1 if path names the crate metadata or its dep-info: the outputs a hit
+ * writes first, so cargo can start the dependents (see hit_early). */
+static int early_kind(const char *path) {
+  size_t l = strlen(path);
+  return (l > 6 && strcmp(path + l - 6, ".rmeta") == 0) ||
+         (l > 2 && strcmp(path + l - 2, ".d") == 0);
+}
+
 /* GetActionResult: 1 hit (*ar set), 0 miss, negative on failure. */
 static int lookup(wrap_remote *r, const wrap_action *act, PbActionResult **ar,
                   wrap_remote_result *res) {
@@ -231,12 +239,22 @@ static int lookup(wrap_remote *r, const wrap_action *act, PbActionResult **ar,
   uint8_t *buf = NULL, *resp = NULL;
   size_t len = 0, resp_len = 0;
   rpc_status st = {0};
+  char **inl = calloc(act->outputs.n + 1, sizeof(*inl));
   int rv;
   *ar = NULL;
   reapi_pb_digest_set(&d, &ad);
   req.action_digest = &d;
   req.inline_stdout = 1;
   req.inline_stderr = 1;
+  /* The .rmeta and .d come inside the ActionResult, so a hit can announce
+   * the metadata before any download. The server inlines within a budget
+   * and leaves the rest to be fetched. */
+  for (size_t i = 0; inl && i < act->outputs.n; i++) {
+    const char *rel = wrap_path_rel(act->outputs.v[i], act->out_base);
+    if (rel != NULL && *rel && early_kind(rel))
+      inl[req.n_inline_output_files++] = (char *)rel;
+  }
+  req.inline_output_files = inl;
   req.digest_function = PB_DIGEST_SHA256;
   rv = reapi_pb_pack(&req.base, &buf, &len);
   if (rv == 0)
@@ -266,9 +284,87 @@ static int lookup(wrap_remote *r, const wrap_action *act, PbActionResult **ar,
     }
   }
   rpc_status_clear(&st);
+  free(inl);
   free(buf);
   free(resp);
   return rv;
+}
+
+/* A hit, pipelined like a local rustc: write the .rmeta and .d that came
+ * inline in the ActionResult, and if the caller agrees (progress "early")
+ * write rustc's stderr up to its metadata notice, so cargo starts the
+ * dependents while the .rlib downloads. Anything missing (a notice, an
+ * inline file, a matching digest) just skips this; fetch_outputs then
+ * writes everything. */
+static void hit_early(const wrap_action *act, const PbActionResult *ar,
+                      wrap_remote_result *res, wrap_remote_progress_fn progress,
+                      void *pctx) {
+  size_t end, n = 0, cap = ar->n_output_files;
+  char **paths = NULL;
+  reapi_digest *dg = NULL;
+  int have_rmeta = 0, have_d = 0;
+
+  if (progress == NULL || ar->exit_code != 0 || res->n_early > 0 ||
+      (ar->stderr_digest && ar->stderr_digest->size_bytes > 0 &&
+       ar->stderr_raw.len == 0))
+    return;
+  end = wrap_rustc_metadata_prefix(ar->stderr_raw.data, ar->stderr_raw.len);
+  if (end == 0 || cap == 0)
+    return;
+  paths = calloc(cap, sizeof(*paths));
+  dg = calloc(cap, sizeof(*dg));
+  if (paths == NULL || dg == NULL)
+    goto out;
+  for (size_t i = 0; i < ar->n_output_files; i++) {
+    const PbOutputFile *f = ar->output_files[i];
+    reapi_digest got;
+    char *abs;
+    if (f->path == NULL || !early_kind(f->path))
+      continue;
+    if (reapi_pb_digest_get(f->digest, &dg[n]) != 0 ||
+        (size_t)dg[n].size != f->contents.len)
+      goto out; /* not inlined (or not valid): no early path */
+    reapi_digest_of(f->contents.data, f->contents.len, &got);
+    abs = wrap_path_join(act->out_base, f->path);
+    if (abs == NULL || !reapi_digest_eq(&got, &dg[n]) ||
+        !wrap_strv_has(&act->outputs, abs) ||
+        wrap_write_atomic(abs, f->contents.data, f->contents.len,
+                          f->is_executable ? 0755 : 0644) != 0) {
+      free(abs);
+      goto out;
+    }
+    if (strcmp(abs + strlen(abs) - 2, ".d") == 0)
+      have_d = 1;
+    else
+      have_rmeta = 1;
+    paths[n++] = abs;
+  }
+  if (!have_rmeta || !have_d)
+    goto out;
+  res->early_paths = paths;
+  res->early_digests = dg;
+  res->n_early = n;
+  paths = NULL;
+  dg = NULL;
+  if (progress(pctx, "early", res) == 1) {
+    uint8_t *prefix = malloc(end);
+    if (prefix != NULL) {
+      memcpy(prefix, ar->stderr_raw.data, end);
+      if (wrap_write_all(STDERR_FILENO, prefix, end) == 0) {
+        res->early_err = prefix;
+        res->early_err_len = end;
+        res->early_released = 1;
+        prefix = NULL;
+      }
+      free(prefix);
+    }
+  }
+out:
+  /* Files written above stay: they are the hit's own outputs. */
+  for (size_t i = 0; paths && i < n; i++)
+    free(paths[i]);
+  free(paths);
+  free(dg);
 }
 
 static int upload(wrap_remote *r, const wrap_action *act,
@@ -596,6 +692,7 @@ int wrap_remote_run(wrap_remote *r, const wrap_action *act,
   if (rv < 0)
     goto out;
   if (rv == 1) {
+    hit_early(act, ar, res, progress, pctx);
     rv = fetch_outputs(r, act, ar, res);
     res->t_download = rpc_now_ms() - t;
     if (rv == 0) {

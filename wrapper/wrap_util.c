@@ -357,6 +357,32 @@ void wrap_hash_str(const char *s, char *out, size_t n) {
   out[n] = '\0';
 }
 
+static int has(const uint8_t *p, size_t n, const char *needle) {
+  size_t k = strlen(needle);
+  for (size_t i = 0; i + k <= n; i++)
+    if (memcmp(p + i, needle, k) == 0)
+      return 1;
+  return 0;
+}
+
+int wrap_rustc_metadata_notice(const uint8_t *p, size_t n) {
+  return n > 0 && p[0] == '{' && has(p, n, "\"$message_type\":\"artifact\"") &&
+         has(p, n, "\"emit\":\"metadata\"");
+}
+
+size_t wrap_rustc_metadata_prefix(const uint8_t *p, size_t n) {
+  for (size_t off = 0; off < n;) {
+    const uint8_t *nl = memchr(p + off, '\n', n - off);
+    if (nl == NULL)
+      return 0; /* a notice always ends its line */
+    size_t end = (size_t)(nl - p) + 1;
+    if (wrap_rustc_metadata_notice(p + off, end - off))
+      return end;
+    off = end;
+  }
+  return 0;
+}
+
 const char *wrap_fmt_bytes(uint64_t n, char *buf, size_t buflen) {
   if (n < 1024)
     snprintf(buf, buflen, "%llu B", (unsigned long long)n);

@@ -79,6 +79,14 @@ int wrap_write_all(int fd, const void *p, size_t n);
  * (n + 1 bytes). */
 void wrap_hash_str(const char *s, char *out, size_t n);
 
+/* 1 if line p[0, n) is rustc's JSON notice that the crate's metadata
+ * (.rmeta) is written: cargo starts dependents on it, once. */
+int wrap_rustc_metadata_notice(const uint8_t *p, size_t n);
+
+/* Length of the prefix of rustc's stderr p[0, n) that ends with the
+ * metadata notice's line (newline included); 0 if there is none. */
+size_t wrap_rustc_metadata_prefix(const uint8_t *p, size_t n);
+
 /* Human-readable byte count ("1.2 MB") into buf. */
 const char *wrap_fmt_bytes(uint64_t n, char *buf, size_t buflen);
 

@@ -240,9 +240,13 @@ def main():
         print("2. cargo clean + rebuild: all hits", flush=True)
         d0 = cl.dispatches()
         E.cargo(["clean"], ws)
-        p, st = E.distbuild(ws)
+        p, st = E.distbuild(ws, {"CARGO_DISTBUILD_LOG": "debug"})
         check(st["action_cache_hits"] == 5 and st["remote_executions"] == 0,
               "5/5 action-cache hits")
+        # Hits are pipelined too: the .rmeta and .d come inline with the
+        # ActionResult and cargo hears of the metadata before the .rlib.
+        check(p.stdout.count("early metadata released") == 5,
+              "5/5 hits released their metadata early")
         check(cl.dispatches() == d0, "no Execute reached a worker")
         check("hit rate:                            100%" in p.stdout,
               "report says 100%")
