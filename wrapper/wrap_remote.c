@@ -290,6 +290,32 @@ static int lookup(wrap_remote *r, const wrap_action *act, PbActionResult **ar,
   return rv;
 }
 
+/* Early files are on disk: record them in res (taking paths and dg), and
+ * if the caller agrees (progress "early") write the stderr prefix that
+ * announces them and keep a copy of it. */
+static void release_early(wrap_remote_result *res, char **paths,
+                          reapi_digest *dg, size_t n, const uint8_t *prefix,
+                          size_t prefix_len, wrap_remote_progress_fn progress,
+                          void *pctx) {
+  uint8_t *copy;
+  res->early_paths = paths;
+  res->early_digests = dg;
+  res->n_early = n;
+  if (progress == NULL || progress(pctx, "early", res) != 1)
+    return;
+  copy = malloc(prefix_len + 1);
+  if (copy == NULL)
+    return;
+  memcpy(copy, prefix, prefix_len);
+  if (wrap_write_all(STDERR_FILENO, copy, prefix_len) != 0) {
+    free(copy);
+    return;
+  }
+  res->early_err = copy;
+  res->early_err_len = prefix_len;
+  res->early_released = 1;
+}
+
 /* A hit, pipelined like a local rustc: write the .rmeta and .d that came
  * inline in the ActionResult, and if the caller agrees (progress "early")
  * write rustc's stderr up to its metadata notice, so cargo starts the
@@ -341,24 +367,9 @@ static void hit_early(const wrap_action *act, const PbActionResult *ar,
   }
   if (!have_rmeta || !have_d)
     goto out;
-  res->early_paths = paths;
-  res->early_digests = dg;
-  res->n_early = n;
+  release_early(res, paths, dg, n, ar->stderr_raw.data, end, progress, pctx);
   paths = NULL;
   dg = NULL;
-  if (progress(pctx, "early", res) == 1) {
-    uint8_t *prefix = malloc(end);
-    if (prefix != NULL) {
-      memcpy(prefix, ar->stderr_raw.data, end);
-      if (wrap_write_all(STDERR_FILENO, prefix, end) == 0) {
-        res->early_err = prefix;
-        res->early_err_len = end;
-        res->early_released = 1;
-        prefix = NULL;
-      }
-      free(prefix);
-    }
-  }
 out:
   /* Files written above stay: they are the hit's own outputs. */
   for (size_t i = 0; paths && i < n; i++)
@@ -459,7 +470,6 @@ static void handle_early(exec_ctx *x,
   cas_blob_dst *dst = NULL;
   char **paths = NULL;
   reapi_digest *dg = NULL;
-  uint8_t *prefix = NULL;
   size_t n = 0;
   uint64_t raw = 0, wire = 0;
   int rv = DB_ENOMEM;
@@ -469,8 +479,7 @@ static void handle_early(exec_ctx *x,
   dst = calloc(eo->n_files, sizeof(*dst));
   paths = calloc(eo->n_files, sizeof(*paths));
   dg = calloc(eo->n_files, sizeof(*dg));
-  prefix = malloc(eo->stderr_prefix.len + 1);
-  if (!dst || !paths || !dg || !prefix)
+  if (!dst || !paths || !dg)
     goto out;
   for (; n < eo->n_files; n++) {
     const PbOutputFile *f = eo->files[n];
@@ -497,20 +506,10 @@ static void handle_early(exec_ctx *x,
   res->down_wire += wire;
   if (rv != 0)
     goto out;
-  res->early_paths = paths;
-  res->early_digests = dg;
-  res->n_early = n;
+  release_early(res, paths, dg, n, eo->stderr_prefix.data,
+                eo->stderr_prefix.len, x->progress, x->pctx);
   paths = NULL;
   dg = NULL;
-  if (x->progress && x->progress(x->pctx, "early", res) == 1) {
-    memcpy(prefix, eo->stderr_prefix.data, eo->stderr_prefix.len);
-    if (wrap_write_all(STDERR_FILENO, prefix, eo->stderr_prefix.len) == 0) {
-      res->early_err = prefix;
-      res->early_err_len = eo->stderr_prefix.len;
-      res->early_released = 1;
-      prefix = NULL;
-    }
-  }
 out:
   if (rv != 0)
     DB_DEBUG("wrapper", "early outputs skipped: %s", db_strerror(rv));
@@ -519,7 +518,6 @@ out:
   free(paths);
   free(dg);
   free(dst);
-  free(prefix);
 }
 
 /* EarlyOutputs carried in an in-progress Operation's metadata, if any. */
