@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,6 +53,16 @@ static char *find_wrapper(void) {
     free(path);
   }
   return NULL;
+}
+
+/* The running cargo, for forward_signal. */
+static volatile sig_atomic_t g_cargo_pid;
+
+/* SIGTERM / SIGHUP sent to us go on to cargo; we wait for it to end and
+ * then clean up (the client server's socket directory) as usual. */
+static void forward_signal(int sig) {
+  if (g_cargo_pid > 0)
+    (void)kill((pid_t)g_cargo_pid, sig);
 }
 
 static void build_usage(FILE *f) {
@@ -128,8 +139,29 @@ int wrap_cli_build(int argc, char **argv) {
             strerror(errno));
     _exit(127);
   }
-  while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
-    ;
+  {
+    /* Like system(): a Ctrl-C is for cargo (it gets it from the terminal
+     * too), and we outlive it to clean up. */
+    struct sigaction ign, fwd, o_int, o_quit, o_term, o_hup;
+    memset(&ign, 0, sizeof(ign));
+    memset(&fwd, 0, sizeof(fwd));
+    ign.sa_handler = SIG_IGN;
+    fwd.sa_handler = forward_signal;
+    sigemptyset(&ign.sa_mask);
+    sigemptyset(&fwd.sa_mask);
+    g_cargo_pid = pid;
+    sigaction(SIGINT, &ign, &o_int);
+    sigaction(SIGQUIT, &ign, &o_quit);
+    sigaction(SIGTERM, &fwd, &o_term);
+    sigaction(SIGHUP, &fwd, &o_hup);
+    while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+      ;
+    g_cargo_pid = 0;
+    sigaction(SIGINT, &o_int, NULL);
+    sigaction(SIGQUIT, &o_quit, NULL);
+    sigaction(SIGTERM, &o_term, NULL);
+    sigaction(SIGHUP, &o_hup, NULL);
+  }
   code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
   wrap_serve_stop(srv);
   srv = NULL;

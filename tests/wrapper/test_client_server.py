@@ -14,7 +14,9 @@ while the real server is up:
   4. killing the front kills the call and its rustc;
   5. killing the call's process makes the front fail with one line, and its
      rustc dies too;
-  6. the socket lives in a 0700 directory, removed when the build ends.
+  6. the socket lives in a 0700 directory, removed when the build ends,
+     also when the build is stopped by SIGTERM or a Ctrl-C (SIGINT to the
+     process group).
 
 rustc is a fake too (a script in a fake toolchain), and the scheduler
 address is a dead port, so each call falls back to "local" rustc, which is
@@ -107,6 +109,9 @@ def fake_cargo():
     sock = os.environ.get("CARGO_DISTBUILD_CLIENT_SOCKET", "")
     with open(os.path.join(base, "socket-path"), "w") as f:
         f.write(sock)
+    if os.environ.get("FAKE_SLEEP"):
+        time.sleep(60)  # until a signal ends the build
+        return 0
     check(sock != "" and stat.S_ISSOCK(os.stat(sock).st_mode),
           "CARGO_DISTBUILD_CLIENT_SOCKET names a socket")
     check(stat.S_IMODE(os.stat(os.path.dirname(sock)).st_mode) == 0o700,
@@ -262,6 +267,23 @@ def main():
         sock = open(os.path.join(base, "socket-path")).read()
         check(not os.path.exists(os.path.dirname(sock)),
               "socket directory removed after the build")
+        for how in ("SIGTERM", "SIGINT to the group"):
+            path = os.path.join(base, "socket-path")
+            os.remove(path)
+            b = subprocess.Popen([os.path.join(bindir, "cargo-distbuild"),
+                                  "build"], env=dict(env, FAKE_SLEEP="1"),
+                                 stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.DEVNULL,
+                                 start_new_session=True)
+            check(wait_file(path), "%s: build started" % how)
+            sock = open(path).read()
+            if how == "SIGTERM":
+                b.send_signal(signal.SIGTERM)
+            else:
+                os.killpg(b.pid, signal.SIGINT)
+            rc = b.wait(timeout=30)
+            check(rc != 0 and not os.path.exists(os.path.dirname(sock)),
+                  "%s: build ends (%d), socket directory removed" % (how, rc))
     except Fail as e:
         print("FAIL: %s" % e)
         print(p.stderr[-3000:])
