@@ -8,6 +8,7 @@
 #include "db_err.h"
 
 #include <curl/curl.h>
+#include <dirent.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <openssl/evp.h>
@@ -117,10 +118,36 @@ static int64_t now_ms(void) {
 }
 
 /* ESTABLISHED client sockets (remote port = port) in /proc/net/tcp{,6}. */
+/* 1 if this process holds the socket with this inode. Other tests may run
+ * at the same time, and a socket of theirs can show the same port. */
+static int own_socket(unsigned long ino) {
+  char want[64], path[300], got[64];
+  DIR *d = opendir("/proc/self/fd");
+  struct dirent *de;
+  int found = 0;
+
+  if (!d)
+    return 1;
+  snprintf(want, sizeof(want), "socket:[%lu]", ino);
+  while (!found && (de = readdir(d)) != NULL) {
+    ssize_t n;
+    snprintf(path, sizeof(path), "/proc/self/fd/%s", de->d_name);
+    n = readlink(path, got, sizeof(got) - 1);
+    if (n > 0) {
+      got[n] = '\0';
+      found = strcmp(got, want) == 0;
+    }
+  }
+  closedir(d);
+  return found;
+}
+
+/* This process's established TCP connections to port. */
 static int count_connections(int port) {
   const char *files[] = {"/proc/net/tcp", "/proc/net/tcp6"};
   char line[512], rem[64];
   unsigned st;
+  unsigned long ino;
   int n = 0;
   size_t i;
 
@@ -130,10 +157,12 @@ static int count_connections(int port) {
       continue;
     while (fgets(line, sizeof(line), f)) {
       char *colon;
-      if (sscanf(line, "%*s %*s %63s %x", rem, &st) != 2)
+      if (sscanf(line, "%*s %*s %63s %x %*s %*s %*s %*s %*s %lu", rem, &st,
+                 &ino) != 3)
         continue;
       colon = strrchr(rem, ':');
-      if (colon && st == 1 && strtol(colon + 1, NULL, 16) == port)
+      if (colon && st == 1 && strtol(colon + 1, NULL, 16) == port &&
+          own_socket(ino))
         n++;
     }
     fclose(f);
