@@ -153,6 +153,14 @@ static void breaker_trip(const call *c, int on) {
   free(p);
 }
 
+/* Wait for a child; its exit code, or 128 + the signal that ended it. */
+static int wait_code(pid_t pid) {
+  int st = 0;
+  while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+    ;
+  return WIFSIGNALED(st) ? 128 + WTERMSIG(st) : WEXITSTATUS(st);
+}
+
 /* Run rustc locally as a child (so dep-info can be learnt afterwards).
  * After an early release its stderr goes through the metadata filter. */
 static int run_local(call *c, char **argv) {
@@ -185,11 +193,7 @@ static int run_local(call *c, char **argv) {
     filter_stream(p[0]);
     close(p[0]);
   }
-  while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
-    ;
-  if (WIFSIGNALED(st))
-    return 128 + WTERMSIG(st);
-  st = WEXITSTATUS(st);
+  st = wait_code(pid);
   if (st == 0 && c->cache_dir != NULL)
     (void)wrap_action_learn(c->args, environ, c->cache_dir, NULL, NULL);
   return st;
@@ -284,10 +288,10 @@ static int distributed(call *c, char **argv) {
   e = getenv("CARGO_DISTBUILD_TIMEOUT");
   if (e != NULL && atoi(e) > 0)
     timeout_s = atoi(e);
-  if (c->shared_dc != NULL)
-    rv = 0;
-  else
-    rv = wrap_dcache_open(c->cache_dir, &dc);
+  /* The client server's preloaded cache, else our own. */
+  rv = c->shared_dc ? 0 : wrap_dcache_open(c->cache_dir, &dc);
+  if (rv == 0 && c->shared_dc != NULL)
+    dc = c->shared_dc;
   if (rv == 0)
     rv = wrap_remote_new(c->target, timeout_s * 1000, &rem);
   if (rv != 0) {
@@ -298,8 +302,7 @@ static int distributed(call *c, char **argv) {
     wrap_action_free(act);
     act = NULL;
     wrap_remote_result_clear(&res);
-    rv = wrap_action_build(c->args, environ, c->cache_dir,
-                           c->shared_dc ? c->shared_dc : dc, &extra, &act,
+    rv = wrap_action_build(c->args, environ, c->cache_dir, dc, &extra, &act,
                            &reason);
     if (rv != 0) {
       code = fallback(c, argv, reason ? reason : db_strerror(rv));
@@ -309,7 +312,7 @@ static int distributed(call *c, char **argv) {
     c->act = act;
     rv = wrap_remote_run(rem, act, on_progress, c, &res);
     c->act = NULL;
-    log_timing(c, c->shared_dc ? c->shared_dc : dc, built_ms, &res);
+    log_timing(c, dc, built_ms, &res);
     c->rec.up_raw += res.up_raw;
     c->rec.up_wire += res.up_wire;
     c->rec.down_raw += res.down_raw;
@@ -372,7 +375,8 @@ out:
   wrap_strv_free(&missing);
   wrap_action_free(act);
   wrap_remote_free(rem);
-  wrap_dcache_free(dc);
+  if (dc != c->shared_dc)
+    wrap_dcache_free(dc);
   return code;
 }
 
@@ -384,7 +388,6 @@ int wrap_exec_main(int argc, char **argv) {
  * it: a (NULL a: argv unparsed) and reason as for wrap_front_exec_local. */
 static int local_child(const wrap_args *a, char **argv, const char *reason,
                        int64_t start_ms) {
-  int st = 0;
   pid_t pid = fork();
   if (pid < 0)
     return 127;
@@ -394,9 +397,7 @@ static int local_child(const wrap_args *a, char **argv, const char *reason,
     execv(argv[0], argv);
     _exit(127);
   }
-  while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
-    ;
-  return WIFSIGNALED(st) ? 128 + WTERMSIG(st) : WEXITSTATUS(st);
+  return wait_code(pid);
 }
 
 int wrap_exec_main_with(int argc, char **argv, wrap_dcache *dc,
