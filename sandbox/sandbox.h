@@ -159,6 +159,17 @@ int sbx_request_add_mount(sbx_request *req, sbx_mount_kind kind,
  * merged-/usr systems, as the same symlinks) plus a tmpfs /tmp. */
 int sbx_request_add_default_layout(sbx_request *req);
 
+/* Bind the host special file |src| (a FIFO or character device that the
+ * caller controls, e.g. a jobserver FIFO) read-write at /dev/|name| inside
+ * the sandbox.  |name| is [A-Za-z0-9._-]+ and not one of the built-in
+ * entries (null, zero, full, random, urandom, fd, stdin, stdout, stderr).
+ * At most 4.  Ignored in SBX_MODE_NONE.  sbx_run() then fails with
+ * DB_ENOTFOUND when |src| is missing, DB_EINVAL when it is not a FIFO or
+ * character device.
+ * Returns 0, DB_EINVAL (bad name or path, duplicate), DB_ETOOBIG or
+ * DB_ENOMEM. */
+int sbx_request_add_dev(sbx_request *req, const char *src, const char *name);
+
 void sbx_request_set_limits(sbx_request *req, const sbx_limits *lim);
 void sbx_request_set_mode(sbx_request *req, sbx_mode mode);
 

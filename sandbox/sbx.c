@@ -111,7 +111,40 @@ void sbx_request_free(sbx_request *r) {
   free(r->mounts);
   for (i = 0; i < 3; i++)
     free(r->stdio_path[i]);
+  for (i = 0; i < r->n_devs; i++) {
+    free(r->dev_src[i]);
+    free(r->dev_name[i]);
+  }
   free(r);
+}
+
+int sbx_request_add_dev(sbx_request *r, const char *src, const char *name) {
+  static const char *const taken[] = {"null",   "zero",    "full",
+                                      "random", "urandom", "fd",
+                                      "stdin",  "stdout",  "stderr"};
+  size_t i;
+  if (!src || src[0] != '/' || !name || !name[0] || strlen(name) > 64 ||
+      !strcmp(name, ".") || !strcmp(name, "..") ||
+      strspn(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                   "0123456789._-") != strlen(name))
+    return DB_EINVAL;
+  for (i = 0; i < sizeof(taken) / sizeof(taken[0]); i++)
+    if (!strcmp(name, taken[i]))
+      return DB_EINVAL;
+  for (i = 0; i < r->n_devs; i++)
+    if (!strcmp(name, r->dev_name[i]))
+      return DB_EINVAL;
+  if (r->n_devs >= SBX_MAX_DEVS)
+    return DB_ETOOBIG;
+  r->dev_src[r->n_devs] = strdup(src);
+  r->dev_name[r->n_devs] = strdup(name);
+  if (!r->dev_src[r->n_devs] || !r->dev_name[r->n_devs]) {
+    free(r->dev_src[r->n_devs]);
+    free(r->dev_name[r->n_devs]);
+    return DB_ENOMEM;
+  }
+  r->n_devs++;
+  return 0;
 }
 
 int sbx_request_set_argv(sbx_request *r, const char *const *argv) {

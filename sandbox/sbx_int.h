@@ -77,6 +77,7 @@ struct sbx_op {
 };
 
 #define SBX_MAX_OPS 256
+#define SBX_MAX_DEVS 4
 #define SBX_STACK_SIZE (256 * 1024)
 
 /* Internal request kinds beyond sbx_mount_kind (default layout). */
@@ -99,6 +100,10 @@ struct sbx_request {
   sbx_mode mode;
   int stdio_fd[3];
   char *stdio_path[3];
+  /* Extra special files bound into /dev (sbx_request_add_dev). */
+  char *dev_src[SBX_MAX_DEVS];
+  char *dev_name[SBX_MAX_DEVS];
+  size_t n_devs;
   int probe_only;   /* internal: the probe's test sandbox */
   int force_legacy; /* internal/tests: SBX_FORCE_LEGACY_MOUNT=1 */
 };

@@ -146,6 +146,25 @@ int sbx_mount_plan_build(const sbx_request *req, sbx_plan *p, char *err,
     rc = add_op(p, SBX_OP_TMPFS, NULL, 0, 1, "/dev", "mode=0755");
   for (i = 0; i < 5 && rc == 0; i++)
     rc = add_op(p, SBX_OP_BIND_DEV, devs[i], 1, 0, devs[i], NULL);
+  for (i = 0; i < req->n_devs && rc == 0; i++) {
+    char dst[80];
+    /* Only special files: a regular file bound here would be a writable
+     * path that escapes the declared outputs. */
+    if (stat(req->dev_src[i], &st) < 0) {
+      sbx_util_msg(err, errlen, "/dev/%s: %s: %s", req->dev_name[i],
+                   req->dev_src[i], strerror(errno));
+      rc = DB_ENOTFOUND;
+      break;
+    }
+    if (!S_ISFIFO(st.st_mode) && !S_ISCHR(st.st_mode)) {
+      sbx_util_msg(err, errlen, "/dev/%s: %s: not a FIFO or character device",
+                   req->dev_name[i], req->dev_src[i]);
+      rc = DB_EINVAL;
+      break;
+    }
+    snprintf(dst, sizeof(dst), "/dev/%s", req->dev_name[i]);
+    rc = add_op(p, SBX_OP_BIND_DEV, req->dev_src[i], 1, 0, dst, NULL);
+  }
   for (i = 0; i < 4 && rc == 0; i++)
     rc = add_op(p, SBX_OP_SYMLINK, devlinks[i][1], 0, 0, devlinks[i][0], NULL);
   if (rc == 0)

@@ -10,11 +10,13 @@
 #include "db_err.h"
 #include "sandbox.h"
 
+#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static const char *const g_env[] = {"PATH=/usr/bin:/bin", NULL};
@@ -121,6 +123,76 @@ static void test_errors(void **state) {
   assert_int_equal(sbx_request_set_cwd(r, "/usr/no-such-dir"), 0);
   assert_int_equal(sbx_run(r, &res), DB_ENOTFOUND);
   sbx_request_free(r);
+}
+
+/* sbx_request_add_dev: names are checked, and a FIFO bound at /dev/NAME is
+ * shared with the host (the worker's jobserver). */
+static void test_dev(void **state) {
+  const char *argv[] = {"sh", "-c",
+                        "test -p /dev/jobserver && head -c 1 /dev/jobserver "
+                        "&& printf x > /dev/jobserver",
+                        NULL};
+  const char *ok[] = {"/bin/true", NULL};
+  char dir[] = "/tmp/sbx-dev-XXXXXX", fifo[64], reg[64], buf[8];
+  sbx_request *r = mkreq(argv);
+  sbx_result res;
+  int p[2], fd;
+  ssize_t n;
+  (void)state;
+  assert_non_null(mkdtemp(dir));
+  snprintf(fifo, sizeof(fifo), "%s/js", dir);
+  snprintf(reg, sizeof(reg), "%s/reg", dir);
+  assert_int_equal(mkfifo(fifo, 0600), 0);
+  assert_int_equal(chmod(fifo, 0666), 0);
+  fd = open(fifo, O_RDWR | O_NONBLOCK);
+  assert_true(fd >= 0);
+  assert_int_equal(write(fd, "+", 1), 1);
+  /* Bad requests. */
+  assert_int_equal(sbx_request_add_dev(r, fifo, ""), DB_EINVAL);
+  assert_int_equal(sbx_request_add_dev(r, fifo, "a/b"), DB_EINVAL);
+  assert_int_equal(sbx_request_add_dev(r, fifo, ".."), DB_EINVAL);
+  assert_int_equal(sbx_request_add_dev(r, fifo, "null"), DB_EINVAL);
+  assert_int_equal(sbx_request_add_dev(r, fifo, "stdout"), DB_EINVAL);
+  assert_int_equal(sbx_request_add_dev(r, "js", "jobserver"), DB_EINVAL);
+  assert_int_equal(sbx_request_add_dev(r, fifo, "jobserver"), 0);
+  assert_int_equal(sbx_request_add_dev(r, fifo, "jobserver"), DB_EINVAL);
+  assert_int_equal(pipe(p), 0);
+  sbx_request_set_stdio_fd(r, 1, p[1]);
+  assert_int_equal(sbx_run(r, &res), 0);
+  close(p[1]);
+  assert_true(res.exited);
+  assert_int_equal(res.exit_code, 0);
+  n = read(p[0], buf, sizeof(buf));
+  assert_int_equal(n, 1);
+  assert_int_equal(buf[0], '+'); /* the host's token */
+  close(p[0]);
+  n = read(fd, buf, sizeof(buf));
+  assert_int_equal(n, 1);
+  assert_int_equal(buf[0], 'x'); /* what the action wrote back */
+  sbx_request_free(r);
+  /* At most 4; then only FIFOs and character devices, and they must exist. */
+  r = mkreq(ok);
+  assert_int_equal(sbx_request_add_dev(r, fifo, "a"), 0);
+  assert_int_equal(sbx_request_add_dev(r, fifo, "b"), 0);
+  assert_int_equal(sbx_request_add_dev(r, fifo, "c"), 0);
+  assert_int_equal(sbx_request_add_dev(r, "/dev/null", "d"), 0);
+  assert_int_equal(sbx_request_add_dev(r, fifo, "e"), DB_ETOOBIG);
+  assert_int_equal(sbx_run(r, &res), 0);
+  sbx_request_free(r);
+  close(open(reg, O_WRONLY | O_CREAT, 0644));
+  r = mkreq(ok);
+  assert_int_equal(sbx_request_add_dev(r, reg, "reg"), 0);
+  assert_int_equal(sbx_run(r, &res), DB_EINVAL);
+  assert_non_null(strstr(res.error, "not a FIFO"));
+  sbx_request_free(r);
+  unlink(reg);
+  r = mkreq(ok);
+  assert_int_equal(sbx_request_add_dev(r, reg, "gone"), 0);
+  assert_int_equal(sbx_run(r, &res), DB_ENOTFOUND);
+  sbx_request_free(r);
+  close(fd);
+  unlink(fifo);
+  rmdir(dir);
 }
 
 static void test_mode_none(void **state) {
@@ -248,6 +320,7 @@ int main(void) {
       cmocka_unit_test(test_timeout),   cmocka_unit_test(test_file_size_limit),
       cmocka_unit_test(test_errors),    cmocka_unit_test(test_mode_none),
       cmocka_unit_test(test_threads),   cmocka_unit_test(test_net_reuse),
+      cmocka_unit_test(test_dev),
   };
   char err[1024];
   if (sbx_check_mode(SBX_MODE_NAMESPACES, err, sizeof(err)) != 0) {
