@@ -55,9 +55,13 @@ typedef struct worker_config {
   uint32_t pids_limit;
   /* Inline stdout/stderr into the ActionResult below this size. */
   size_t inline_limit;
+  /* Jobserver tokens shared by the actions' compilers (worker_jobs.h);
+   * 0 = no jobserver. */
+  unsigned jobs;
 } worker_config;
 
-/* Fill |cfg| with defaults (slots = number of CPUs, cache 10 GiB, ...).
+/* Fill |cfg| with defaults (slots = jobs = number of CPUs, cache 10 GiB,
+ * ...).
  * Strings point to static storage or stay NULL (id, scheduler). */
 void worker_config_defaults(worker_config *cfg);
 

@@ -28,6 +28,7 @@ void worker_config_defaults(worker_config *cfg) {
   cfg->scheduler = "127.0.0.1:8980";
   cfg->instance_name = "";
   cfg->slots = n > 0 ? (int)n : 1;
+  cfg->jobs = (unsigned)cfg->slots;
   cfg->cache_bytes = 10ull << 30;
   cfg->sandbox_mode = SBX_MODE_NAMESPACES;
   cfg->tree_min_files = 1000;
@@ -45,6 +46,8 @@ static void usage(FILE *f) {
           "  --port N              serve /healthz and /metrics on "
           "127.0.0.1:N\n"
           "  --slots N             concurrent actions (default: CPUs)\n"
+          "  --jobs N              jobserver tokens the actions' compilers\n"
+          "                        share (default: CPUs; 0 = none)\n"
           "  --platform K=V        platform property (repeatable; defaults\n"
           "                        OSFamily=linux ISA=x86-64)\n"
           "  --cache-dir DIR       local cache (default .distbuild/worker-ID)\n"
@@ -152,13 +155,15 @@ static int cmd_run(int argc, char **argv) {
         goto out;
       }
     } else if ((!strcmp(flag, "--port") || !strcmp(flag, "--slots") ||
-                !strcmp(flag, "--pids-limit") ||
+                !strcmp(flag, "--jobs") || !strcmp(flag, "--pids-limit") ||
                 !strcmp(flag, "--tree-min-files")) &&
                wk_parse_size(v, &n) == 0 && n < (1u << 30)) {
       if (!strcmp(flag, "--port"))
         cfg.http_port = (int)n;
       else if (!strcmp(flag, "--slots"))
         cfg.slots = (int)n;
+      else if (!strcmp(flag, "--jobs"))
+        cfg.jobs = (unsigned)n;
       else if (!strcmp(flag, "--pids-limit"))
         cfg.pids_limit = (uint32_t)n;
       else
@@ -183,8 +188,8 @@ static int cmd_run(int argc, char **argv) {
     }
   }
   if (cfg.slots < 1 || cfg.slots > 1024 || cfg.http_port > 65535 ||
-      !cfg.id[0]) {
-    fprintf(stderr, "worker run: bad --slots, --port or --id\n");
+      cfg.jobs > 4096 || !cfg.id[0]) {
+    fprintf(stderr, "worker run: bad --slots, --jobs, --port or --id\n");
     goto out;
   }
   if (!cache_dir[0])

@@ -138,6 +138,7 @@ static int send_early(wk_early *e, const char *rmeta, size_t n) {
   size_t blen = 0, rlen = 0, nf = 0;
   uint64_t raw = 0, wire = 0;
   rpc_status st = {0};
+  int64_t t0 = rpc_now_ms();
   int rv = 0;
 
   for (int i = 0; i < 2 && rv == 0; i++) {
@@ -186,8 +187,11 @@ static int send_early(wk_early *e, const char *rmeta, size_t n) {
     rv = DB_EUNAVAIL;
   }
   if (rv == 0)
-    DB_DEBUG("worker", "lease %s: early outputs sent (%zu file(s))",
-             e->lease_id, nf);
+    DB_DEBUG(
+        "worker",
+        "lease %s: early outputs sent (%zu file(s), %llu bytes) in %lld ms",
+        e->lease_id, nf, (unsigned long long)raw,
+        (long long)(rpc_now_ms() - t0));
   else
     DB_WARN("worker", "lease %s: early outputs not sent: %s", e->lease_id,
             db_strerror(rv));

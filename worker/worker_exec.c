@@ -297,14 +297,16 @@ static int run_sandbox(job *j, uint64_t timeout_ms) {
   char path[PATHMAX], dst[PATHMAX], so[PATHMAX], se[PATHMAX];
   sbx_limits lim = {0};
   wk_early *early = NULL;
-  int root_rw = 0, rv, erv;
+  wk_jobs *jobs = j->env->jobs;
+  size_t nenv = 0;
+  int root_rw = 0, rv, erv, took = 0;
 
   rv = sbx_request_new(&req);
   if (rv != 0)
     return rv;
   argv = wk_arena_alloc(j->a, (c->n_arguments + 1) * sizeof(char *));
   envp =
-      wk_arena_alloc(j->a, (c->n_environment_variables + 1) * sizeof(char *));
+      wk_arena_alloc(j->a, (c->n_environment_variables + 2) * sizeof(char *));
   rv = DB_ENOMEM;
   if (!argv || !envp)
     goto out;
@@ -318,11 +320,22 @@ static int run_sandbox(job *j, uint64_t timeout_ms) {
       goto out;
   }
   for (size_t i = 0; i < c->n_environment_variables; i++) {
-    envp[i] = wk_arena_printf(j->a, "%s=%s", c->environment_variables[i]->name,
-                              c->environment_variables[i]->value
-                                  ? c->environment_variables[i]->value
-                                  : "");
-    if (!envp[i])
+    const char *name = c->environment_variables[i]->name;
+    /* A client's jobserver cannot be reached from here; ours replaces it. */
+    if (jobs && name && !strcmp(name, "CARGO_MAKEFLAGS"))
+      continue;
+    envp[nenv] = wk_arena_printf(j->a, "%s=%s", name ? name : "",
+                                 c->environment_variables[i]->value
+                                     ? c->environment_variables[i]->value
+                                     : "");
+    if (!envp[nenv++])
+      goto out;
+  }
+  if (jobs) {
+    envp[nenv] =
+        wk_arena_printf(j->a, "CARGO_MAKEFLAGS=-j --jobserver-auth=fifo:%s",
+                        none ? wk_jobs_path(jobs) : "/dev/jobserver");
+    if (!envp[nenv++])
       goto out;
   }
   rv = wk_pathf(path, sizeof(path), "%s%s%s", base, *wd ? "/" : "", wd);
@@ -363,6 +376,8 @@ static int run_sandbox(job *j, uint64_t timeout_ms) {
   sbx_request_set_mode(req, cfg->sandbox_mode);
   if (rv == 0 && !none) {
     rv = sbx_request_add_default_layout(req);
+    if (rv == 0 && jobs)
+      rv = sbx_request_add_dev(req, wk_jobs_path(jobs), "jobserver");
     qsort(j->writable, j->nwritable, sizeof(char *), cmp_len);
     for (size_t i = 0; i < j->nwritable; i++)
       if (!j->writable[i][0])
@@ -395,7 +410,10 @@ static int run_sandbox(job *j, uint64_t timeout_ms) {
   lim.pids = cfg->pids_limit;
   sbx_request_set_limits(req, &lim);
   j->meta->execution_start_timestamp = wk_now_ts(j->a);
+  took = jobs ? wk_jobs_begin(jobs) : 0;
   rv = sbx_run(req, &j->sres);
+  if (jobs) /* every process of the action is gone now */
+    wk_jobs_end(jobs, took);
   j->meta->execution_completed_timestamp = wk_now_ts(j->a);
   erv = wk_early_stop(early, &j->early_sent);
   early = NULL;
@@ -700,8 +718,13 @@ int wk_exec_run(wk_exec_env *env, const Distbuild__Worker__V1__Assignment *a,
     /* Only a run that produced a result reports one. */
     if (!j.ran)
       j.resp->result = NULL;
-    DB_DEBUG("worker", "slot %d: lease %s: %s exit=%d ran=%d %s", env->slot,
-             a->lease_id, rpc_code_name(code), j.ar->exit_code, j.ran,
+    DB_DEBUG("worker",
+             "slot %d: lease %s: %s exit=%d ran=%d cpu_ms=%llu+%llu "
+             "wall_ms=%llu %s",
+             env->slot, a->lease_id, rpc_code_name(code), j.ar->exit_code,
+             j.ran, (unsigned long long)(j.sres.user_us / 1000),
+             (unsigned long long)(j.sres.sys_us / 1000),
+             (unsigned long long)(j.sres.wall_us / 1000),
              j.resp->status->message);
   }
 out:

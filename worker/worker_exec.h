@@ -21,10 +21,12 @@
 #include "worker.h"
 #include "worker_cache.h"
 #include "worker_int.h"
+#include "worker_jobs.h"
 
 typedef struct wk_exec_env {
   const worker_config *cfg;
   wk_cache *cache;
+  wk_jobs *jobs;   /* the shared jobserver, or NULL */
   cas_client *cas; /* this thread's */
   wk_metrics *metrics;
   const sbx_features *feat;

@@ -20,6 +20,7 @@
 #include "rpc_client.h"
 #include "worker.h"
 #include "worker_cache.h"
+#include "worker_jobs.h"
 #include "worker_exec.h"
 #include "worker_http.h"
 #include "worker_int.h"
@@ -38,6 +39,7 @@ typedef struct wk_worker {
   const worker_config *cfg;
   volatile sig_atomic_t *stop;
   wk_cache *cache;
+  wk_jobs *jobs; /* NULL: no jobserver */
   wk_metrics m;
   const sbx_features *feat;
   char feat_line[512];
@@ -164,6 +166,7 @@ static void *slot_main(void *arg) {
   }
   env.cfg = w->cfg;
   env.cache = w->cache;
+  env.jobs = w->jobs;
   env.cas = cas;
   env.metrics = &w->m;
   env.feat = w->feat;
@@ -494,6 +497,14 @@ int worker_run(const worker_config *cfg, volatile sig_atomic_t *stop) {
     DB_ERROR("worker", "%s: %s", path, strerror(errno));
     goto out;
   }
+  if (cfg->jobs > 0) {
+    rv = wk_jobs_new(cfg->cache_dir, cfg->jobs, &w.jobs);
+    if (rv != 0) {
+      DB_ERROR("worker", "jobserver in %s: %s", cfg->cache_dir,
+               db_strerror(rv));
+      goto out;
+    }
+  }
   atomic_store(&w.m.slots, (uint64_t)cfg->slots);
   if (cfg->http_port > 0) {
     rv = wk_http_start(cfg->http_port, cfg->id, &w.m, w.cache, &http);
@@ -516,8 +527,11 @@ int worker_run(const worker_config *cfg, volatile sig_atomic_t *stop) {
     nthreads++;
   }
   rv = nthreads == cfg->slots ? 0 : DB_ESYS;
-  DB_INFO("worker", "%s: %d slot(s), scheduler %s, cache %s; %s", cfg->id,
-          cfg->slots, cfg->scheduler, cfg->cache_dir, w.feat_line);
+  DB_INFO("worker",
+          "%s: %d slot(s), %u jobserver token(s), scheduler %s, "
+          "cache %s; %s",
+          cfg->id, cfg->slots, cfg->jobs, cfg->scheduler, cfg->cache_dir,
+          w.feat_line);
   if (rv == 0)
     session_loop(&w);
   else
@@ -540,6 +554,7 @@ out:
   free(threads);
   free(args);
   wk_cache_close(w.cache);
+  wk_jobs_free(w.jobs);
   pthread_cond_destroy(&w.cv);
   pthread_mutex_destroy(&w.mu);
   return rv;

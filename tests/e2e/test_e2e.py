@@ -403,7 +403,36 @@ def case_early(c):
           "final outputs", c)
 
 
+def case_jobserver(c):
+    """The worker's jobserver (one worker, --jobs 3): the action sees it in
+    CARGO_MAKEFLAGS instead of the client's, as a FIFO at /dev/jobserver
+    holding 2 free tokens (its slot holds the third). Tokens an action
+    keeps are back in the pool for the next one."""
+    script = ('printf "%s\\n" "$CARGO_MAKEFLAGS"; '
+              'test -p /dev/jobserver && echo fifo; '
+              'timeout 1 head -c 2 /dev/jobserver | wc -c; '
+              'timeout 1 head -c 1 /dev/jobserver | wc -c')
+    for salt in ("leak-1", "leak-2"):
+        dg, _ = c.client.make_action(
+            [SH, "-c", script], env={"CARGO_MAKEFLAGS": "-j --jobserver-auth=3,4"},
+            salt=salt)
+        r = c.client.execute(dg)
+        ok(r, c, salt)
+        check(r.result.exit_code == 0, r.result, c)
+        # Both runs take the 2 free tokens and keep them: the second run
+        # finds them again only because the idle worker refilled its pool.
+        check(r.result.stdout_raw ==
+              b"-j --jobserver-auth=fifo:/dev/jobserver\nfifo\n2\n0\n",
+              "%s: %r" % (salt, r.result.stdout_raw), c)
+    fifo = os.path.join(c.workers[0].cache_dir, "jobserver")
+    check(os.path.exists(fifo), "FIFO in the cache dir", c)
+    c.workers[0].stop()
+    check(not os.path.exists(fifo), "FIFO removed on exit", c)
+
+
 CASES = {
+    "jobserver": (case_jobserver, {"nworkers": 1,
+                                   "worker_extra": ["--jobs", "3"]}),
     "early": (case_early, {}),
     "basic": (case_basic, {}),
     "cache_hit": (case_cache_hit, {}),
@@ -426,7 +455,9 @@ def main():
     extra = ()
     if name == "platform":
         extra = ()
-    c = Cluster(BIN, 2, worker_extra=extra, **kw)
+    kw = dict(kw)
+    c = Cluster(BIN, kw.pop("nworkers", 2),
+                worker_extra=kw.pop("worker_extra", extra), **kw)
     if name == "platform":
         w = c.workers[1]
         w.stop()

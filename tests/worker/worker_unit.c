@@ -5,8 +5,11 @@
  *   cache_dedup  concurrent fetches of the same blobs: each fetched once
  *   materialize  hardlinks out of the cache, modes, writable dirs, trees
  *   outputs      files / directories (Tree messages) / symlinks, escaping
+ *   jobs         the shared jobserver: implicit tokens, leaks and tampering
+ *                repaired when idle
  * Usage: worker_unit CASE BINARY
  */
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,6 +24,7 @@
 #include "worker_cache.h"
 #include "worker_early.h"
 #include "worker_int.h"
+#include "worker_jobs.h"
 #include "worker_materialize.h"
 #include "worker_outputs.h"
 
@@ -502,6 +506,45 @@ static void test_outputs(void) {
   cas_client_free(c);
 }
 
+static void test_jobs(void) {
+  wk_jobs *j = NULL;
+  char path[600], c;
+  int fd, t1, t2;
+  struct stat st;
+
+  CHECK(wk_jobs_new(tmp, 0, &j) == DB_EINVAL && j == NULL);
+  CHECK(wk_jobs_new(tmp, 5000, &j) == DB_EINVAL);
+  /* A stale file where the FIFO goes is replaced. */
+  snprintf(path, sizeof(path), "%s/jobserver", tmp);
+  close(open(path, O_WRONLY | O_CREAT, 0644));
+  CHECK(wk_jobs_new(tmp, 3, &j) == 0);
+  CHECK(strcmp(wk_jobs_path(j), path) == 0);
+  CHECK(stat(path, &st) == 0 && S_ISFIFO(st.st_mode) &&
+        (st.st_mode & 0777) == 0666);
+  CHECK(wk_jobs_available(j) == 3);
+  /* Each action takes its implicit token while one is free. */
+  t1 = wk_jobs_begin(j);
+  t2 = wk_jobs_begin(j);
+  CHECK(t1 == 1 && t2 == 1 && wk_jobs_available(j) == 1);
+  /* An action (a compiler in it) takes the last token and dies with it. */
+  fd = open(path, O_RDWR | O_NONBLOCK);
+  CHECK(fd >= 0 && read(fd, &c, 1) == 1 && c == '+');
+  CHECK(wk_jobs_begin(j) == 0); /* a third action runs on no token */
+  wk_jobs_end(j, 0);
+  wk_jobs_end(j, t1);
+  CHECK(wk_jobs_available(j) == 1); /* one action still runs: no reset */
+  wk_jobs_end(j, t2);
+  CHECK(wk_jobs_available(j) == 3); /* idle: the leak is repaired */
+  /* Tampering (tokens added) is undone the same way. */
+  CHECK(write(fd, "+++++", 5) == 5 && wk_jobs_available(j) == 8);
+  t1 = wk_jobs_begin(j);
+  wk_jobs_end(j, t1);
+  CHECK(wk_jobs_available(j) == 3);
+  close(fd);
+  wk_jobs_free(j);
+  CHECK(access(path, F_OK) != 0); /* removed */
+}
+
 int main(int argc, char **argv) {
   int rv = 0;
 
@@ -510,7 +553,8 @@ int main(int argc, char **argv) {
   tmp = cas_test_mkdtemp("worker-unit");
   CHECK(tmp);
   chmod(tmp, 0755);
-  if (strcmp(argv[1], "relpath") && strcmp(argv[1], "early_parse")) {
+  if (strcmp(argv[1], "relpath") && strcmp(argv[1], "early_parse") &&
+      strcmp(argv[1], "jobs")) {
     char d[600];
     snprintf(d, sizeof(d), "%s/srv", tmp);
     CHECK(mkdir(d, 0755) == 0);
@@ -530,6 +574,8 @@ int main(int argc, char **argv) {
     test_materialize_inline();
   else if (!strcmp(argv[1], "outputs"))
     test_outputs();
+  else if (!strcmp(argv[1], "jobs"))
+    test_jobs();
   else
     rv = 2;
   cas_test_server_stop(&srv);
