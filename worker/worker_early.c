@@ -45,7 +45,8 @@ struct wk_early {
   uint8_t *acc; /* stderr so far (up to SCAN_CAP) */
   size_t acc_len, acc_cap, scan_off;
   const char *depinfo; /* the announced dep-info (in outputs) */
-  int sent, io_err, gave_up;
+  int io_err, gave_up, meta_done;
+  wk_early_done done;
 };
 
 int wk_early_parse_artifact(char *buf, const char **emit, const char **path) {
@@ -203,6 +204,43 @@ static int send_early(wk_early *e, const char *rmeta, size_t n) {
   return rv;
 }
 
+/* rustc announced a finished link output: upload it while rustc exits. */
+static void upload_linked(wk_early *e, const char *rel) {
+  wk_known_file *k;
+  cas_blob_src src = {0};
+  char host[sizeof(k->path)];
+  uint64_t raw = 0, wire = 0;
+  int64_t t0 = rpc_now_ms();
+  int rv;
+
+  if (e->done.nlinked >= WK_EARLY_MAX_LINKED ||
+      (size_t)snprintf(host, sizeof(host), "%s/%s", e->host_wd, rel) >=
+          sizeof(host))
+    return;
+  for (size_t i = 0; i < e->done.nlinked; i++)
+    if (!strcmp(e->done.linked[i].path, host))
+      return; /* announced twice */
+  k = &e->done.linked[e->done.nlinked];
+  rv = wk_known_file_hash(host, k);
+  if (rv == 0) {
+    src.digest = k->digest;
+    src.path = k->path;
+    rv = cas_client_upload(e->cas, &src, 1, &raw, &wire);
+  }
+  if (rv != 0) {
+    DB_DEBUG("worker", "lease %s: early upload of %s: %s", e->lease_id, rel,
+             db_strerror(rv));
+    return;
+  }
+  e->done.nlinked++;
+  e->done.linked_bytes += raw;
+  DB_DEBUG("worker",
+           "lease %s: %s uploaded at its link notice (%llu bytes) "
+           "in %lld ms",
+           e->lease_id, rel, (unsigned long long)k->digest.size,
+           (long long)(rpc_now_ms() - t0));
+}
+
 /* Look at one complete line acc[off, end) (end excludes the newline). */
 static void scan_line(wk_early *e, size_t off, size_t end) {
   char line[MAX_LINE];
@@ -219,9 +257,11 @@ static void scan_line(wk_early *e, size_t off, size_t end) {
     return;
   if (strcmp(emit, "dep-info") == 0) {
     e->depinfo = rel;
-  } else if (strcmp(emit, "metadata") == 0) {
-    e->sent = send_early(e, rel, end + 1) == 0;
-    e->gave_up = 1; /* one attempt per run */
+  } else if (strcmp(emit, "metadata") == 0 && !e->meta_done) {
+    e->done.sent = send_early(e, rel, end + 1) == 0;
+    e->meta_done = 1; /* one attempt per run */
+  } else if (strcmp(emit, "link") == 0) {
+    upload_linked(e, rel);
   }
 }
 
@@ -357,10 +397,10 @@ fail:
   return rv;
 }
 
-int wk_early_stop(wk_early *e, int *sent) {
+int wk_early_stop(wk_early *e, wk_early_done *done) {
   int rv;
-  if (sent)
-    *sent = 0;
+  if (done)
+    memset(done, 0, sizeof(*done));
   if (e == NULL)
     return 0;
   close(e->wfd);
@@ -368,8 +408,8 @@ int wk_early_stop(wk_early *e, int *sent) {
   atomic_store(&e->stop, 1);
   if (e->started)
     pthread_join(e->thread, NULL);
-  if (sent)
-    *sent = e->sent;
+  if (done)
+    *done = e->done;
   rv = e->io_err ? DB_EIO : 0;
   early_free(e);
   return rv;

@@ -11,6 +11,13 @@
  * run. A failure to send is logged and otherwise ignored: the final
  * ActionResult carries every output anyway.
  *
+ * When rustc then announces a declared output with "emit":"link" (the
+ * .rlib, written in full by then), the watcher uploads it to the CAS at
+ * once: rustc still takes about 10 ms to exit, and the output upload after
+ * the run no longer includes it. wk_early_stop() hands back what was
+ * uploaded and its identity, so that a file changed since is hashed and
+ * uploaded again (worker_outputs.h, wk_known_file).
+ *
  * Threading: between wk_early_start() and wk_early_stop() the watcher
  * thread owns cfg->cas (the slot's client, idle while the sandbox runs);
  * the caller must not use it in that window.
@@ -21,8 +28,19 @@
 #include <stddef.h>
 
 #include "cas_client.h"
+#include "worker_outputs.h"
 
 typedef struct wk_early wk_early;
+
+#define WK_EARLY_MAX_LINKED 4
+
+/* What the watcher did during the run. */
+typedef struct wk_early_done {
+  int sent;                                  /* EarlyOutputs went out */
+  wk_known_file linked[WK_EARLY_MAX_LINKED]; /* "link" outputs uploaded */
+  size_t nlinked;
+  uint64_t linked_bytes; /* raw bytes those uploads sent */
+} wk_early_done;
 
 typedef struct wk_early_cfg {
   cas_client *cas;        /* borrowed, see above */
@@ -48,9 +66,9 @@ int wk_early_start(const wk_early_cfg *cfg, int *write_fd, wk_early **out);
 /* After the sandbox has returned: close the write end, drain what is left
  * (bounded wait if a stray process still holds the pipe), join and free.
  * Returns 0, or DB_EIO if writing the stderr file failed (the file is then
- * incomplete). *sent (may be NULL) is set to 1 if EarlyOutputs went out.
+ * incomplete). *done (may be NULL) is filled in (zeroed first).
  * NULL e is a no-op returning 0. */
-int wk_early_stop(wk_early *e, int *sent);
+int wk_early_stop(wk_early *e, wk_early_done *done);
 
 /* Parse one rustc JSON line: 1 and *emit / path (borrowed from buf,
  * NUL-terminated in place) when it is an artifact notification with a

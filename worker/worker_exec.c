@@ -44,7 +44,7 @@ typedef struct job {
   int mat_done;
   sbx_result sres;
   int ran;
-  int early_sent; /* EarlyOutputs went out during the run */
+  wk_early_done early; /* what the stderr watcher did during the run */
   const char *lease_id;
   char err[512];
 } job;
@@ -415,7 +415,7 @@ static int run_sandbox(job *j, uint64_t timeout_ms) {
   if (jobs) /* every process of the action is gone now */
     wk_jobs_end(jobs, took);
   j->meta->execution_completed_timestamp = wk_now_ts(j->a);
-  erv = wk_early_stop(early, &j->early_sent);
+  erv = wk_early_stop(early, &j->early);
   early = NULL;
   if (rv == 0 && erv != 0)
     rv = ST(set_status(j, RPC_INTERNAL, "writing the action's stderr: %s",
@@ -514,6 +514,9 @@ static int finish(job *j) {
   int rv;
 
   j->meta->output_upload_start_timestamp = wk_now_ts(j->a);
+  u.known = j->early.linked;
+  u.nknown = j->early.nlinked;
+  atomic_fetch_add(&j->env->metrics->bytes_uploaded, j->early.linked_bytes);
   if (wk_pathf(host, sizeof(host), "%s%s%s", j->root, *wd ? "/" : "", wd)) {
     rv = ST(set_status(j, RPC_INVALID_ARGUMENT, "working directory too long"));
     goto out;

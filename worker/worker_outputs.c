@@ -27,39 +27,91 @@ static int upload_push(wk_upload *u, const cas_blob_src *s) {
   return 0;
 }
 
+/* SHA-256 of what is left to read on fd. 0 or DB_E*. */
+static int hash_fd(int fd, reapi_digest *out) {
+  static __thread uint8_t buf[1 << 16];
+  reapi_hasher *h = reapi_hasher_new();
+  ssize_t r;
+
+  if (!h)
+    return DB_ENOMEM;
+  while ((r = read(fd, buf, sizeof(buf))) != 0) {
+    if (r < 0 && errno == EINTR)
+      continue;
+    if (r < 0) {
+      int rv = db_err_from_errno(errno);
+      reapi_hasher_free(h);
+      return rv;
+    }
+    reapi_hasher_update(h, buf, (size_t)r);
+  }
+  reapi_hasher_final(h, out); /* frees h */
+  return 0;
+}
+
+static int same_file(const wk_known_file *k, const char *path,
+                     const struct stat *st) {
+  return k->dev == st->st_dev && k->ino == st->st_ino &&
+         k->size == st->st_size && k->mtime.tv_sec == st->st_mtim.tv_sec &&
+         k->mtime.tv_nsec == st->st_mtim.tv_nsec &&
+         k->ctime.tv_sec == st->st_ctim.tv_sec &&
+         k->ctime.tv_nsec == st->st_ctim.tv_nsec && !strcmp(k->path, path);
+}
+
+int wk_known_file_hash(const char *path, wk_known_file *k) {
+  struct stat st;
+  int fd, rv;
+
+  if (strlen(path) >= sizeof(k->path))
+    return DB_EINVAL;
+  fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0)
+    return db_err_from_errno(errno);
+  rv = fstat(fd, &st) == 0 ? 0 : db_err_from_errno(errno);
+  if (rv == 0 && !S_ISREG(st.st_mode))
+    rv = DB_EINVAL;
+  if (rv == 0)
+    rv = hash_fd(fd, &k->digest);
+  /* The digest is of what was read: a file that grew or shrank under us
+   * must not be vouched for with the first stat's size. */
+  if (rv == 0 && st.st_size != k->digest.size)
+    rv = DB_EIO;
+  close(fd);
+  if (rv != 0)
+    return rv;
+  snprintf(k->path, sizeof(k->path), "%s", path);
+  k->dev = st.st_dev;
+  k->ino = st.st_ino;
+  k->size = st.st_size;
+  k->mtime = st.st_mtim;
+  k->ctime = st.st_ctim;
+  return 0;
+}
+
 int wk_upload_add_file(wk_upload *u, wk_arena *a, const char *path,
                        reapi_digest *out) {
-  static __thread uint8_t buf[1 << 16];
-  reapi_hasher *h = NULL;
   cas_blob_src s = {0};
+  struct stat st;
   int fd = -1, rv = 0;
-  ssize_t r;
 
   fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
   if (fd < 0)
     return db_err_from_errno(errno);
-  h = reapi_hasher_new();
-  if (!h) {
-    rv = DB_ENOMEM;
-    goto out;
-  }
-  while ((r = read(fd, buf, sizeof(buf))) != 0) {
-    if (r < 0) {
-      if (errno == EINTR)
-        continue;
-      rv = db_err_from_errno(errno);
-      goto out;
+  if (u->nknown && fstat(fd, &st) == 0) {
+    for (size_t i = 0; i < u->nknown; i++) {
+      if (same_file(&u->known[i], path, &st)) {
+        *out = u->known[i].digest;
+        goto out;
+      }
     }
-    reapi_hasher_update(h, buf, (size_t)r);
   }
-  reapi_hasher_final(h, out);
-  h = NULL;
+  rv = hash_fd(fd, out);
+  if (rv != 0)
+    goto out;
   s.digest = *out;
   s.path = wk_arena_strdup(a, path);
   rv = s.path ? upload_push(u, &s) : DB_ENOMEM;
 out:
-  if (h)
-    reapi_hasher_free(h);
   close(fd);
   return rv;
 }

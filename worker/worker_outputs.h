@@ -14,18 +14,40 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/stat.h>
+#include <time.h>
 
 #include "cas_client.h"
 #include "reapi_pb.h"
 #include "worker_int.h"
 
+/* A file already uploaded to the CAS, with the identity it had when it was
+ * hashed (worker_early.c uploads rustc's .rlib as soon as rustc announces
+ * it, while rustc is still exiting). */
+typedef struct wk_known_file {
+  char path[4096]; /* host path */
+  dev_t dev;
+  ino_t ino;
+  off_t size;
+  struct timespec mtime, ctime;
+  reapi_digest digest;
+} wk_known_file;
+
+/* Open, fstat and hash the file at path into *k. 0 or DB_E*. */
+int wk_known_file_hash(const char *path, wk_known_file *k);
+
 /* Blobs to upload; the sources (paths, data) live in an arena. */
 typedef struct wk_upload {
   cas_blob_src *v;
   size_t n, cap;
+  /* Borrowed, may be NULL: files known to be in the CAS already. */
+  const wk_known_file *known;
+  size_t nknown;
 } wk_upload;
 
-/* Hash the file at path and queue it; *out gets its digest. */
+/* Hash the file at path and queue it; *out gets its digest. A file in
+ * u->known whose path, device, inode, size, mtime and ctime all still
+ * match is not read again and not queued: *out is its known digest. */
 int wk_upload_add_file(wk_upload *u, wk_arena *a, const char *path,
                        reapi_digest *out);
 /* Queue bytes (copied into a); *out gets their digest. */

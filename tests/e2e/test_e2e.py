@@ -403,6 +403,53 @@ def case_early(c):
           "final outputs", c)
 
 
+def case_early_link(c):
+    """A declared output announced with "emit":"link" is in the CAS while
+    the action still runs; if the action rewrites it afterwards, the result
+    has (and the CAS holds) what the file finally contains."""
+    root = "/home/builder/ws"
+    def seq(a, b):
+        return b"".join(b"%d\n" % i for i in range(a, b + 1))
+    def notice():
+        return ("printf '%s\\n' '{\"$message_type\":\"artifact\","
+                "\"artifact\":\"" + root + "/w/lib.rlib\","
+                "\"emit\":\"link\"}' >&2")
+    # Same size before and after the rewrite: only the identity check
+    # (inode, size, mtime, ctime) can tell the two apart.
+    cases = [("kept", 10001, "seq 10001 20000 > lib.rlib; " + notice() +
+              "; sleep 1.5", seq(10001, 20000)),
+             ("rewritten", 40001, "seq 40001 50000 > lib.rlib; " + notice() +
+              "; sleep 0.8; seq 50001 60000 > lib.rlib", seq(50001, 60000))]
+    for name, lo, script, final in cases:
+        dg, _ = c.client.make_action(
+            [SH, "-c", script], Tree({"w": {"src.rs": b""}}),
+            outputs=["lib.rlib"], wd="w", platform={"exec-root-path": root})
+        first = pbd(seq(lo, lo + 9999))
+        check(c.client.find_missing([first]) == {first.hash},
+              "%s: not in the CAS before the run" % name, c)
+        box = {}
+        th = threading.Thread(target=lambda: box.update(r=c.client.execute(dg)))
+        th.start()
+        seen = None
+        while th.is_alive():
+            if seen is None and not c.client.find_missing([first]):
+                seen = time.time()
+            time.sleep(0.05)
+        th.join()
+        done = time.time()
+        r = box["r"]
+        ok(r, c, name)
+        check(r.result.exit_code == 0, r.result, c)
+        check(seen is not None and done - seen > 0.3,
+              "%s: uploaded at the notice, before the end (%s)" %
+              (name, seen and done - seen), c)
+        check(c.client.output_file(r.result, "lib.rlib") == final,
+              "%s: final content" % name, c)
+        got = [f.digest.hash for f in r.result.output_files
+               if f.path == "lib.rlib"]
+        check(got == [pbd(final).hash], "%s: digest %s" % (name, got), c)
+
+
 def case_jobserver(c):
     """The worker's jobserver (one worker, --jobs 3): the action sees it in
     CARGO_MAKEFLAGS instead of the client's, as a FIFO at /dev/jobserver
@@ -431,6 +478,7 @@ def case_jobserver(c):
 
 
 CASES = {
+    "early_link": (case_early_link, {}),
     "jobserver": (case_jobserver, {"nworkers": 1,
                                    "worker_extra": ["--jobs", "3"]}),
     "early": (case_early, {}),
