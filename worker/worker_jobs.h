@@ -50,7 +50,7 @@ int wk_jobs_begin(wk_jobs *j);
  * reset the pool when no action is running any more. */
 void wk_jobs_end(wk_jobs *j, int took);
 
-/* Tokens in the FIFO now (for tests and /metrics); DB_ESYS on error. */
+/* Tokens in the FIFO now (for tests); DB_ESYS on error. */
 int wk_jobs_available(wk_jobs *j);
 
 #endif
