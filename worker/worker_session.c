@@ -497,13 +497,15 @@ int worker_run(const worker_config *cfg, volatile sig_atomic_t *stop) {
     DB_ERROR("worker", "%s: %s", path, strerror(errno));
     goto out;
   }
-  if (cfg->jobs > 0) {
-    rv = wk_jobs_new(cfg->cache_dir, cfg->jobs, &w.jobs);
-    if (rv != 0) {
-      DB_ERROR("worker", "jobserver in %s: %s", cfg->cache_dir,
-               db_strerror(rv));
-      goto out;
-    }
+  /* A cache directory that cannot hold a FIFO (some network file systems)
+   * costs CPU efficiency, not correctness: run without the jobserver. */
+  if (cfg->jobs > 0 &&
+      (rv = wk_jobs_new(cfg->cache_dir, cfg->jobs, &w.jobs)) != 0) {
+    DB_WARN("worker",
+            "no jobserver in %s (%s): each action's rustc will assume 32 "
+            "CPUs",
+            cfg->cache_dir, db_strerror(rv));
+    rv = 0;
   }
   atomic_store(&w.m.slots, (uint64_t)cfg->slots);
   if (cfg->http_port > 0) {
@@ -530,8 +532,8 @@ int worker_run(const worker_config *cfg, volatile sig_atomic_t *stop) {
   DB_INFO("worker",
           "%s: %d slot(s), %u jobserver token(s), scheduler %s, "
           "cache %s; %s",
-          cfg->id, cfg->slots, cfg->jobs, cfg->scheduler, cfg->cache_dir,
-          w.feat_line);
+          cfg->id, cfg->slots, w.jobs ? cfg->jobs : 0, cfg->scheduler,
+          cfg->cache_dir, w.feat_line);
   if (rv == 0)
     session_loop(&w);
   else

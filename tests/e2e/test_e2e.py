@@ -475,6 +475,16 @@ def case_jobserver(c):
     check(os.path.exists(fifo), "FIFO in the cache dir", c)
     c.workers[0].stop()
     check(not os.path.exists(fifo), "FIFO removed on exit", c)
+    # Where no FIFO can be made, the worker warns and runs without one.
+    os.makedirs(os.path.join(fifo, "in-the-way"))
+    c.workers[0].start()
+    dg, _ = c.client.make_action(
+        [SH, "-c", 'printf "[%s]" "$CARGO_MAKEFLAGS"; '
+         'test -e /dev/jobserver || echo " none"'], salt="no-fifo")
+    r = c.client.execute(dg)
+    ok(r, c, "no-fifo")
+    check(r.result.stdout_raw == b"[] none\n", r.result.stdout_raw, c)
+    check("no jobserver in" in c.workers[0].log(), "warned", c)
 
 
 CASES = {
