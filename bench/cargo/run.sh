@@ -60,22 +60,8 @@ export CARGO_TERM_PROGRESS_WHEN=never
 unset RUSTC_WRAPPER RUSTC_WORKSPACE_WRAPPER CARGO_TARGET_DIR || true
 
 # ---- cluster ----
-mkdir -p "$WORK/sched"
-"$CD" scheduler run --listen 127.0.0.1:0 --port-file "$WORK/sched/port" \
-  --cas-dir "$WORK/sched/cas" --http-listen off >"$WORK/sched/log" 2>&1 &
-PIDS+=($!)
-for _ in $(seq 100); do [ -s "$WORK/sched/port" ] && break; sleep 0.05; done
-PORT=$(cat "$WORK/sched/port")
-export CARGO_DISTBUILD_SCHEDULER=127.0.0.1:$PORT
-for i in $(seq "$WORKERS"); do
-  "$CD" worker run --id "worker-$i" --scheduler "127.0.0.1:$PORT" \
-    --cache-dir "$WORK/worker-$i" >"$WORK/worker-$i.log" 2>&1 &
-  PIDS+=($!)
-done
-for _ in $(seq 100); do
-  [ "$(grep -c 'worker joined' "$WORK/sched/log")" -ge "$WORKERS" ] && break
-  sleep 0.1
-done
+. "$ROOT/bench/lib/cluster.sh"
+bench_cluster_start "$WORKERS"
 
 now() { date +%s.%N; }
 TCK=$(getconf CLK_TCK)

@@ -45,19 +45,8 @@ export CARGO_DISTBUILD_LOG=warn
 export CARGO_INCREMENTAL=0
 unset RUSTC_WRAPPER RUSTC_WORKSPACE_WRAPPER CARGO_TARGET_DIR || true
 
-mkdir -p "$WORK/sched"
-"$CD" scheduler run --listen 127.0.0.1:0 --port-file "$WORK/sched/port" \
-  --cas-dir "$WORK/sched/cas" --http-listen off >"$WORK/sched/log" 2>&1 &
-PIDS+=($!)
-for _ in $(seq 100); do [ -s "$WORK/sched/port" ] && break; sleep 0.05; done
-export CARGO_DISTBUILD_SCHEDULER="127.0.0.1:$(cat "$WORK/sched/port")"
-"$CD" worker run --id worker-1 --scheduler "$CARGO_DISTBUILD_SCHEDULER" \
-  --cache-dir "$WORK/worker-1" >"$WORK/worker-1.log" 2>&1 &
-PIDS+=($!)
-for _ in $(seq 100); do
-  grep -q 'worker joined' "$WORK/sched/log" && break
-  sleep 0.1
-done
+. "$ROOT/bench/lib/cluster.sh"
+bench_cluster_start 1
 
 cp -r "$ROOT/test-workspace" "$WORK/ws"
 rm -rf "$WORK/ws/target"
