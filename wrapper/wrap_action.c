@@ -98,11 +98,10 @@ static int run_capture(char *const *argv, char **out) {
       break;
   }
   close(pfd[0]);
-  while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
-    ;
+  st = wrap_wait_code(pid);
   buf[n] = '\0';
   buf[strcspn(buf, "\n")] = '\0';
-  if (!WIFEXITED(st) || WEXITSTATUS(st) != 0 || buf[0] == '\0')
+  if (st != 0 || buf[0] == '\0')
     rv = DB_EIO;
   else if ((*out = strdup(buf)) == NULL)
     rv = DB_ENOMEM;

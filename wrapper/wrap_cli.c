@@ -76,7 +76,7 @@ int wrap_cli_build(int argc, char **argv) {
   char *wrapper = NULL, *stats_path = NULL, *id = NULL, *cache = NULL;
   const char *cs = getenv("CARGO_DISTBUILD_CLIENT_SERVER");
   const char *cargo = getenv("CARGO");
-  int workspace_only = 0, i = 1, code = 1, st = 0;
+  int workspace_only = 0, i = 1, code = 1;
   pid_t pid;
   wrap_stats_sum last, total;
 
@@ -154,15 +154,13 @@ int wrap_cli_build(int argc, char **argv) {
     sigaction(SIGQUIT, &ign, &o_quit);
     sigaction(SIGTERM, &fwd, &o_term);
     sigaction(SIGHUP, &fwd, &o_hup);
-    while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
-      ;
+    code = wrap_wait_code(pid);
     g_cargo_pid = 0;
     sigaction(SIGINT, &o_int, NULL);
     sigaction(SIGQUIT, &o_quit, NULL);
     sigaction(SIGTERM, &o_term, NULL);
     sigaction(SIGHUP, &o_hup, NULL);
   }
-  code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
   wrap_serve_stop(srv);
   srv = NULL;
   stats_path = wrap_stats_path();

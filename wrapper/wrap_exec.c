@@ -153,14 +153,6 @@ static void breaker_trip(const call *c, int on) {
   free(p);
 }
 
-/* Wait for a child; its exit code, or 128 + the signal that ended it. */
-static int wait_code(pid_t pid) {
-  int st = 0;
-  while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
-    ;
-  return WIFSIGNALED(st) ? 128 + WTERMSIG(st) : WEXITSTATUS(st);
-}
-
 /* Run rustc locally as a child (so dep-info can be learnt afterwards).
  * After an early release its stderr goes through the metadata filter. */
 static int run_local(call *c, char **argv) {
@@ -193,7 +185,7 @@ static int run_local(call *c, char **argv) {
     filter_stream(p[0]);
     close(p[0]);
   }
-  st = wait_code(pid);
+  st = wrap_wait_code(pid);
   if (st == 0 && c->cache_dir != NULL)
     (void)wrap_action_learn(c->args, environ, c->cache_dir, NULL, NULL);
   return st;
@@ -397,7 +389,7 @@ static int local_child(const wrap_args *a, char **argv, const char *reason,
     execv(argv[0], argv);
     _exit(127);
   }
-  return wait_code(pid);
+  return wrap_wait_code(pid);
 }
 
 int wrap_exec_main_with(int argc, char **argv, wrap_dcache *dc,

@@ -11,6 +11,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 /* A vector of owned, NUL-terminated strings (v[n] is always NULL, so it
  * can be passed to execv). Initialise with {0}. */
@@ -74,6 +75,10 @@ int64_t wrap_now_ms(void);
 /* write(2) all of p[0, n) to fd, retrying EINTR and short writes.
  * 0, or DB_EIO. */
 int wrap_write_all(int fd, const void *p, size_t n);
+
+/* Wait for child pid (EINTR retried): its exit code, or 128 + the signal
+ * that ended it. */
+int wrap_wait_code(pid_t pid);
 
 /* Hex SHA-256 of a string, truncated to n hex chars (n <= 64), into out
  * (n + 1 bytes). */
