@@ -13,6 +13,7 @@
 #include "db_err.h"
 #include "db_log.h"
 #include "reapi_pb.h"
+#include "wrap_hash.h"
 #include "wrap_state.h"
 
 typedef Build__Bazel__Remote__Execution__V2__Command PbCommand;
@@ -468,8 +469,8 @@ static int build(builder *b, wrap_dcache *dc, const wrap_strv *extra_env,
   }
   b->manifest_dir = wrap_env_get(b->envp, "CARGO_MANIFEST_DIR");
   b->out_dir_env = wrap_env_get(b->envp, "OUT_DIR");
-  wrap_state_crate_key(a->crate_name, b->manifest_dir ? b->manifest_dir : "",
-                       act->crate_key);
+  wrap_hash_crate_key(a->crate_name, b->manifest_dir ? b->manifest_dir : "",
+                      act->crate_key);
   rv = wrap_state_crate_load(b->cache_dir, act->crate_key, &names, &b->files);
   act->have_record = (rv == 0);
   if (rv != 0 && rv != DB_ENOTFOUND)
@@ -634,7 +635,7 @@ int wrap_action_learn(const wrap_args *args, char *const *envp,
     goto out;
   wrap_strv_sort_uniq(&env);
   wrap_strv_sort_uniq(&keep);
-  wrap_state_crate_key(args->crate_name, mdir ? mdir : "", key);
+  wrap_hash_crate_key(args->crate_name, mdir ? mdir : "", key);
   rv = wrap_state_crate_save(cache_dir, key, &env, &keep);
   for (size_t i = 0; rv == 0 && missing && act && i < env.n; i++) {
     if (!wrap_strv_has(&act->env_names, env.v[i]) &&

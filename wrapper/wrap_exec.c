@@ -2,6 +2,7 @@
 #include "wrap_exec.h"
 #include "wrap_closure.h"
 #include "wrap_front.h"
+#include "wrap_hash.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -34,15 +34,28 @@ static int exec_rustc(char **argv) {
   return 127;
 }
 
+/* 1 if the call can write an rlib or rmeta that a later call names in
+ * --extern: only those need a closure record. */
+static int makes_extern(const wrap_args *a) {
+  for (size_t i = 0; i < a->crate_types.n; i++)
+    if (strcmp(a->crate_types.v[i], "lib") == 0 ||
+        strcmp(a->crate_types.v[i], "rlib") == 0)
+      return a->out_dir != NULL;
+  return 0;
+}
+
 int wrap_front_exec_local(const wrap_args *a, char **argv, const char *reason,
                           int64_t start_ms) {
   if (wrap_args_is_compile(a)) {
     wrap_stat_rec rec;
-    char *cd = wrap_cache_dir();
-    /* rlib outputs of local calls still get closure records. */
-    if (cd != NULL && a->out_dir != NULL)
-      (void)wrap_closure_record(a, cd);
-    free(cd);
+    /* rlib outputs of local calls still get closure records; binaries and
+     * build scripts, most local calls, have none to write. */
+    if (makes_extern(a)) {
+      char *cd = wrap_cache_dir();
+      if (cd != NULL)
+        (void)wrap_closure_record(a, cd);
+      free(cd);
+    }
     memset(&rec, 0, sizeof(rec));
     rec.kind = WRAP_KIND_LOCAL;
     rec.crate = a->crate_name ? a->crate_name : "?";

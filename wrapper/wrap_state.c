@@ -12,6 +12,39 @@ static char *record_path(const char *cache_dir, const char *kind,
   return wrap_fmt("%s/%s/%s", cache_dir, kind, key);
 }
 
+/* 1 if path is absolute and normal: no empty, "." or ".." component and no
+ * trailing '/'. Only such a path may become a record path below, so a
+ * record can never land outside closure/. */
+static int normal_abs(const char *path) {
+  const char *c = path;
+  if (path[0] != '/')
+    return 0;
+  while (*c == '/') {
+    const char *e = strchr(c + 1, '/');
+    size_t n = e ? (size_t)(e - c - 1) : strlen(c + 1);
+    if (n == 0 || (n == 1 && c[1] == '.') ||
+        (n == 2 && c[1] == '.' && c[2] == '.'))
+      return 0;
+    c += n + 1;
+  }
+  return 1;
+}
+
+/* closure/<artifact path>.closure: the path itself is the key, so the
+ * front needs no hash function (and no libcrypto). NULL (with *err set)
+ * for a path that cannot be a key. */
+static char *closure_path(const char *cache_dir, const char *artifact,
+                          int *err) {
+  char *p;
+  if (!normal_abs(artifact)) {
+    *err = DB_EINVAL;
+    return NULL;
+  }
+  p = wrap_fmt("%s/closure%s.closure", cache_dir, artifact);
+  *err = p ? 0 : DB_ENOMEM;
+  return p;
+}
+
 static int write_lines(const char *path, const char *prefix, const wrap_strv *a,
                        const char *prefix2, const wrap_strv *b) {
   size_t len = 0, o = 0;
@@ -48,12 +81,9 @@ int wrap_state_closure_put(const char *cache_dir, const wrap_strv *artifacts,
                            const wrap_strv *closure) {
   int rv = 0;
   for (size_t i = 0; i < artifacts->n && rv == 0; i++) {
-    char key[33];
-    char *p;
-    wrap_hash_str(artifacts->v[i], key, 32);
-    p = record_path(cache_dir, "closure", key);
+    char *p = closure_path(cache_dir, artifacts->v[i], &rv);
     if (p == NULL)
-      return DB_ENOMEM;
+      return rv;
     rv = write_lines(p, "", closure, "", NULL);
     free(p);
   }
@@ -83,23 +113,13 @@ static int read_lines(const char *path, const char *prefix, wrap_strv *a,
 
 int wrap_state_closure_get(const char *cache_dir, const char *artifact,
                            wrap_strv *out) {
-  char key[33];
-  char *p;
   int rv;
-  wrap_hash_str(artifact, key, 32);
-  p = record_path(cache_dir, "closure", key);
+  char *p = closure_path(cache_dir, artifact, &rv);
   if (p == NULL)
-    return DB_ENOMEM;
+    return rv == DB_EINVAL ? DB_ENOTFOUND : rv;
   rv = read_lines(p, "", out, NULL, NULL);
   free(p);
   return rv;
-}
-
-void wrap_state_crate_key(const char *crate, const char *manifest_dir,
-                          char key[33]) {
-  char *s = wrap_fmt("%s\n%s", crate, manifest_dir ? manifest_dir : "");
-  wrap_hash_str(s ? s : crate, key, 32);
-  free(s);
 }
 
 int wrap_state_crate_load(const char *cache_dir, const char *key,

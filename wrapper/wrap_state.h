@@ -2,14 +2,16 @@
  * Small persistent records the wrapper keeps between rustc calls, under
  * the cache directory (wrap_cache_dir()):
  *
- *  closure/<h>  For an artifact the wrapper compiled (rlib / rmeta, keyed
- *               by a hash of its absolute path): the absolute paths of
- *               every extern artifact that compile needed, transitively.
+ *  closure/<artifact path>.closure
+ *               For an artifact the wrapper compiled (rlib / rmeta, by
+ *               its absolute path, which must be normal: no ".", ".." or
+ *               empty component): the absolute paths of every extern
+ *               artifact that compile needed, transitively.
  *               Written before the compile (it depends only on the
  *               arguments), read when a dependent names the artifact in
  *               --extern, so the dependent's input root holds exactly its
  *               dependency closure.
- *  crates/<h>   Per crate (crate name + manifest dir): the environment
+ *  crates/<h>   Per crate (h: wrap_hash_crate_key()): the environment
  *               variable names rustc read (dep-info "# env-dep:" lines)
  *               and the source files outside the package directory, from
  *               the last successful compile. Included in the next action.
@@ -23,17 +25,17 @@
 
 #include "wrap_util.h"
 
-/* Record closure (absolute paths) for each of the artifacts. */
+/* Record closure (absolute paths) for each of the artifacts. DB_EINVAL
+ * (nothing more written) at an artifact path that is not normal and
+ * absolute. */
 int wrap_state_closure_put(const char *cache_dir, const wrap_strv *artifacts,
                            const wrap_strv *closure);
-/* Append the recorded closure of artifact to out. */
+/* Append the recorded closure of artifact to out. DB_ENOTFOUND when there
+ * is none, which includes a path that could not have one. */
 int wrap_state_closure_get(const char *cache_dir, const char *artifact,
                            wrap_strv *out);
 
-/* Crate record key from crate name and manifest directory, into key
- * (33 bytes). */
-void wrap_state_crate_key(const char *crate, const char *manifest_dir,
-                          char key[33]);
+/* Per-crate records under key (wrap_hash_crate_key(), 32 hex chars). */
 int wrap_state_crate_load(const char *cache_dir, const char *key,
                           wrap_strv *env_names, wrap_strv *files);
 int wrap_state_crate_save(const char *cache_dir, const char *key,

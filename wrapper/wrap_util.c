@@ -14,7 +14,6 @@
 #include <unistd.h>
 
 #include "db_err.h"
-#include "reapi_digest.h"
 
 int wrap_strv_take(wrap_strv *sv, char *s) {
   if (s == NULL)
@@ -354,15 +353,6 @@ int wrap_wait_code(pid_t pid) {
   while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
     ;
   return WIFSIGNALED(st) ? 128 + WTERMSIG(st) : WEXITSTATUS(st);
-}
-
-void wrap_hash_str(const char *s, char *out, size_t n) {
-  reapi_digest d;
-  reapi_digest_of(s, strlen(s), &d);
-  if (n > REAPI_HASH_HEX_LEN)
-    n = REAPI_HASH_HEX_LEN;
-  memcpy(out, d.hash, n);
-  out[n] = '\0';
 }
 
 static int has(const uint8_t *p, size_t n, const char *needle) {

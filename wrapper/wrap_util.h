@@ -80,10 +80,6 @@ int wrap_write_all(int fd, const void *p, size_t n);
  * that ended it. */
 int wrap_wait_code(pid_t pid);
 
-/* Hex SHA-256 of a string, truncated to n hex chars (n <= 64), into out
- * (n + 1 bytes). */
-void wrap_hash_str(const char *s, char *out, size_t n);
-
 /* 1 if line p[0, n) is rustc's JSON notice that the crate's metadata
  * (.rmeta) is written: cargo starts dependents on it, once. */
 int wrap_rustc_metadata_notice(const uint8_t *p, size_t n);

@@ -21,6 +21,7 @@
 #include "wrap_args.h"
 #include "wrap_config.h"
 #include "wrap_dcache.h"
+#include "wrap_hash.h"
 #include "wrap_state.h"
 #include "wrap_stats.h"
 #include "wrap_tree.h"
@@ -458,7 +459,35 @@ static void test_records(void **state) {
   assert_int_equal(got.n, 1);
   assert_string_equal(got.v[0], "/ws/t/deps/libb-2.rmeta");
   assert_int_equal(wrap_state_closure_get(g_tmp, "/nope", &got), DB_ENOTFOUND);
-  wrap_state_crate_key("a", "/ws/a", key);
+  {
+    /* The artifact path is the record's name: it must stay inside
+     * closure/, so only normal absolute paths are keys. */
+    char *rec = wrap_fmt("%s/closure/ws/t/deps/liba-1.rlib.closure", g_tmp);
+    struct stat st;
+    wrap_strv bad = {0};
+    assert_int_equal(stat(rec, &st), 0);
+    free(rec);
+    wrap_strv_add(&bad, "/ws/t/../../../escaped.rlib");
+    assert_int_equal(wrap_state_closure_put(g_tmp, &bad, &clo), DB_EINVAL);
+    wrap_strv_free(&bad);
+    wrap_strv_add(&bad, "rel/liba.rlib");
+    assert_int_equal(wrap_state_closure_put(g_tmp, &bad, &clo), DB_EINVAL);
+    wrap_strv_free(&bad);
+    wrap_strv_add(&bad, "/ws//t/./liba.rlib");
+    assert_int_equal(wrap_state_closure_put(g_tmp, &bad, &clo), DB_EINVAL);
+    wrap_strv_free(&bad);
+    rec = wrap_fmt("%s/escaped.rlib.closure", g_tmp);
+    assert_int_not_equal(stat(rec, &st), 0);
+    free(rec);
+    assert_int_equal(
+        wrap_state_closure_get(g_tmp, "/ws/t/../t/deps/liba-1.rlib", &got),
+        DB_ENOTFOUND);
+    assert_int_equal(
+        wrap_state_closure_get(g_tmp, "ws/t/deps/liba-1.rlib", &got),
+        DB_ENOTFOUND);
+    assert_int_equal(got.n, 1);
+  }
+  wrap_hash_crate_key("a", "/ws/a", key);
   assert_int_equal(wrap_state_crate_load(g_tmp, key, &env, &files),
                    DB_ENOTFOUND);
   wrap_strv_add(&env, "X");
