@@ -452,8 +452,9 @@ out:
 }
 
 /* Progress: relay EarlyOutputs of a running lease to its Execute clients.
- * Every file must name a valid digest whose blob is already in the CAS, so
- * a client never sees an output it cannot fetch. */
+ * Every file must name a valid digest whose blob is already in the CAS or
+ * comes inline (stored here first), so a client never sees an output it
+ * cannot fetch. */
 static void progress_on_message(rpc_call *call, const uint8_t *msg,
                                 size_t len) {
   sched *s = rpc_call_method_data(call);
@@ -478,7 +479,22 @@ static void progress_on_message(rpc_call *call, const uint8_t *msg,
                       "early output without a path or a valid digest");
       goto out;
     }
-    if (cas_store_has(s->store, &d) != 1) {
+    if (f->contents.len > 0 || d.size == 0) {
+      /* Inline: stored here (cas_store_put verifies it against d), so the
+       * final ActionResult can name it like any other output. */
+      int prv = cas_store_put(s->store, &d, f->contents.data, f->contents.len);
+      if (prv == DB_EDIGEST || prv == DB_EINVAL) {
+        rpc_call_finish(call, RPC_INVALID_ARGUMENT,
+                        "an inline early output does not match its digest");
+        goto out;
+      }
+      if (prv != 0) {
+        rpc_call_finish(
+            call, prv == DB_ENOSPC ? RPC_RESOURCE_EXHAUSTED : RPC_INTERNAL,
+            "cannot store an inline early output");
+        goto out;
+      }
+    } else if (cas_store_has(s->store, &d) != 1) {
       rpc_call_finish(call, RPC_FAILED_PRECONDITION,
                       "an early output is not in the CAS");
       goto out;

@@ -27,6 +27,11 @@
 #define SCAN_CAP (8u << 20)
 #define MAX_LINE 8192
 #define MAX_EARLY_FILE (256u << 20)
+/* Early files up to this size in all ride inside ProgressRequest, and the
+ * scheduler stores them: no FindMissingBlobs / BatchUpdateBlobs round
+ * trips here and no download by the client on the critical path of cargo's
+ * pipelining. Larger ones (the .rmeta of a big crate) go through the CAS. */
+#define EARLY_INLINE_MAX (1u << 20)
 
 typedef Distbuild__Worker__V1__ProgressRequest ProgReq;
 typedef Distbuild__Worker__V1__EarlyOutputs EarlyPb;
@@ -124,7 +129,8 @@ out:
   return rv;
 }
 
-/* Upload the announced files and send ProgressRequest with stderr[0, n). */
+/* Send ProgressRequest with the announced files (inline, or uploaded
+ * first when large) and stderr[0, n). */
 static int send_early(wk_early *e, const char *rmeta, size_t n) {
   const char *rel[2] = {e->depinfo, rmeta};
   uint8_t *data[2] = {NULL, NULL};
@@ -166,8 +172,15 @@ static int send_early(wk_early *e, const char *rmeta, size_t n) {
     fp[nf] = &files[nf];
     nf++;
   }
-  if (rv == 0)
+  if (rv == 0 && len[0] + (nf > 1 ? len[1] : 0) <= EARLY_INLINE_MAX) {
+    for (size_t i = 0; i < nf; i++) {
+      files[i].contents.data = data[i];
+      files[i].contents.len = len[i];
+      raw += len[i];
+    }
+  } else if (rv == 0) {
     rv = cas_client_upload(e->cas, src, nf, &raw, &wire);
+  }
   if (rv == 0) {
     early.stderr_prefix.data = e->acc;
     early.stderr_prefix.len = n;

@@ -460,7 +460,8 @@ typedef struct exec_ctx {
   void *pctx;
 } exec_ctx;
 
-/* Write the EarlyOutputs files (declared outputs only, fetched on a second
+/* Write the EarlyOutputs files (declared outputs only; written from their
+ * inline contents after a digest check, else fetched on a second
  * connection since this one is busy with the stream), then release the
  * stderr prefix if the caller agrees. Any problem just skips the early
  * path: the final result carries everything. */
@@ -470,8 +471,8 @@ static void handle_early(exec_ctx *x,
   cas_blob_dst *dst = NULL;
   char **paths = NULL;
   reapi_digest *dg = NULL;
-  size_t n = 0;
-  uint64_t raw = 0, wire = 0;
+  size_t n = 0, nd = 0;
+  uint64_t raw = 0, wire = 0, inl = 0;
   int rv = DB_ENOMEM;
 
   if (res->n_early > 0 || eo->n_files == 0)
@@ -490,20 +491,36 @@ static void handle_early(exec_ctx *x,
       n++;
       goto out;
     }
-    dst[n].digest = dg[n];
-    dst[n].path = paths[n];
-    dst[n].mode = f->is_executable ? 0755 : 0644;
+    if (f->contents.len > 0 || dg[n].size == 0) {
+      reapi_digest got;
+      reapi_digest_of(f->contents.data, f->contents.len, &got);
+      rv = reapi_digest_eq(&got, &dg[n])
+               ? wrap_write_atomic(paths[n], f->contents.data, f->contents.len,
+                                   f->is_executable ? 0755 : 0644)
+               : DB_EDIGEST;
+      if (rv != 0) {
+        n++;
+        goto out;
+      }
+      inl += f->contents.len;
+      continue;
+    }
+    dst[nd].digest = dg[n];
+    dst[nd].path = paths[n];
+    dst[nd].mode = f->is_executable ? 0755 : 0644;
+    nd++;
   }
   rv = 0;
-  if (x->r->cas2 == NULL) {
+  if (nd > 0 && x->r->cas2 == NULL) {
     cas_client_opts o = {0};
     o.timeout_ms = 60000;
     rv = cas_client_new(x->r->target, &o, &x->r->cas2);
   }
-  if (rv == 0)
-    rv = cas_client_download(x->r->cas2, dst, n, &raw, &wire);
-  res->down_raw += raw;
-  res->down_wire += wire;
+  if (rv == 0 && nd > 0)
+    rv = cas_client_download(x->r->cas2, dst, nd, &raw, &wire);
+  /* Inline bytes came as they are, inside the stream. */
+  res->down_raw += raw + inl;
+  res->down_wire += wire + inl;
   if (rv != 0)
     goto out;
   release_early(res, paths, dg, n, eo->stderr_prefix.data,

@@ -327,14 +327,19 @@ class FakeWorker:
             lease_id=a.lease_id, response=resp).SerializeToString(),
             timeout=10)
 
-    def progress(self, a, files, stderr_prefix, upload=True, session=None):
+    def progress(self, a, files, stderr_prefix, upload=True, session=None,
+                 inline=None):
         """Send WorkerService.Progress with EarlyOutputs for lease a;
-        files: {path: bytes} (uploaded first unless upload=False)."""
-        if upload and files:
+        files: {path: bytes} (uploaded first unless upload=False).
+        inline: {path: bytes} sent as OutputFile.contents instead (the
+        digest is still that of files[path])."""
+        if upload and files and not inline:
             Client.upload(self, list(files.values()))
+        inline = inline or {}
         early = worker_pb2.EarlyOutputs(
             stderr_prefix=stderr_prefix,
-            files=[re_pb2.OutputFile(path=p, digest=pbd(b))
+            files=[re_pb2.OutputFile(path=p, digest=pbd(b),
+                                     contents=inline.get(p, b""))
                    for p, b in sorted(files.items())])
         return self.unary(WS + "Progress", worker_pb2.ProgressRequest(
             worker_id=self.worker_id,

@@ -143,6 +143,50 @@ class ExecTest(SchedTestBase):
         self.assertTrue(rest[-1].done)
         self.assertEqual(h.response_of(rest[-1]).status.code, 0)
 
+    def test_progress_inline_early_outputs(self):
+        # Small early files come inline: the scheduler checks and stores
+        # them, and relays them inline, so the client needs no CAS read.
+        w = self.worker(mode="manual")
+        d, _ = self.client.make_action(outputs=("lib.d", "lib.rmeta"))
+        call = self.client.execute_call(d)
+        it = iter(call)
+        a = w.next_assignment()
+        rmeta = b"inline rmeta " + a.lease_id.encode()
+        dep = b"lib.rmeta: src/lib.rs\n"
+        files = {"lib.rmeta": rmeta, "lib.d": dep}
+        # Contents that do not match the digest: refused, nothing stored.
+        self.expect_rpc_error(
+            lambda: w.progress(a, files, b"",
+                               inline={"lib.rmeta": rmeta + b"!",
+                                       "lib.d": dep}),
+            grpc.StatusCode.INVALID_ARGUMENT)
+        missing = self.client.unary(
+            h.CAS + "FindMissingBlobs",
+            re_pb2.FindMissingBlobsRequest(blob_digests=[h.pbd(rmeta)]),
+            re_pb2.FindMissingBlobsResponse)
+        self.assertEqual(list(missing.missing_blob_digests), [h.pbd(rmeta)])
+        prefix = b'{"$message_type":"artifact","emit":"metadata"}\n'
+        w.progress(a, files, prefix, inline=files)
+        op = h.operations_pb2.Operation.FromString(next(it))
+        while not op.done and h.early_of(op) is None:
+            op = h.operations_pb2.Operation.FromString(next(it))
+        self.assertFalse(op.done, "EarlyOutputs before the end")
+        e = h.early_of(op)
+        self.assertIsNotNone(e)
+        self.assertEqual(e.stderr_prefix, prefix)
+        self.assertEqual(
+            sorted((f.path, f.digest.hash, f.contents) for f in e.files),
+            sorted((p, h.pbd(b).hash, b) for p, b in files.items()))
+        r = self.client.unary(h.CAS + "BatchReadBlobs",
+                              re_pb2.BatchReadBlobsRequest(
+                                  digests=[h.pbd(rmeta), h.pbd(dep)]),
+                              re_pb2.BatchReadBlobsResponse)
+        self.assertEqual(sorted(x.data for x in r.responses),
+                         sorted([rmeta, dep]))
+        w.complete(a)
+        rest = [h.operations_pb2.Operation.FromString(m) for m in it]
+        self.assertTrue(rest[-1].done)
+
     def test_progress_bad_requests(self):
         w = self.worker(mode="manual")
         d, _ = self.client.make_action()
