@@ -119,6 +119,10 @@ typedef struct sbx_limits {
   uint32_t cpu_seconds;    /* RLIMIT_CPU per process; 0 = none */
   uint64_t timeout_ms;     /* wall clock, whole tree killed; 0 = none */
   uint64_t max_file_bytes; /* RLIMIT_FSIZE; 0 = none */
+  /* Added to the niceness (lower CPU priority, capped at 19); 0 = none.
+   * A worker nices actions so its own short coordination work (and the
+   * machine's other work) is not queued behind long compiles. */
+  uint32_t nice;
 } sbx_limits;
 
 typedef enum sbx_mount_kind {

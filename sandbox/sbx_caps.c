@@ -5,7 +5,8 @@
  * one cap_set_proc().  Then PR_SET_NO_NEW_PRIVS (setuid/setgid bits and
  * file capabilities are ignored from here on; it is also what lets an
  * unprivileged process load the seccomp filter), and the rlimits:
- * RLIMIT_CORE 0, RLIMIT_FSIZE (maximum output file size) and RLIMIT_CPU.
+ * RLIMIT_CORE 0, RLIMIT_FSIZE (maximum output file size) and RLIMIT_CPU,
+ * and the niceness (raising it needs no privilege).
  *
  * The empty cap_t is allocated once by the parent (sbx_caps_prepare) so the
  * child does not allocate; libcap's cap_drop_bound, cap_reset_ambient and
@@ -55,6 +56,16 @@ int sbx_caps_rlimits(const sbx_plan *p, struct sbx_msg *m) {
     rl.rlim_max = p->limits.cpu_seconds + 1; /* SIGXCPU, then SIGKILL */
     if (setrlimit(RLIMIT_CPU, &rl) < 0)
       return sbx_util_fail(m, SBX_STEP_RLIMIT, errno, "RLIMIT_CPU");
+  }
+  if (p->limits.nice) {
+    int cur;
+    errno = 0;
+    cur = getpriority(PRIO_PROCESS, 0);
+    if (cur == -1 && errno != 0)
+      return sbx_util_fail(m, SBX_STEP_RLIMIT, errno, "getpriority");
+    cur += (int)(p->limits.nice > 39 ? 39 : p->limits.nice);
+    if (setpriority(PRIO_PROCESS, 0, cur > 19 ? 19 : cur) < 0)
+      return sbx_util_fail(m, SBX_STEP_RLIMIT, errno, "setpriority");
   }
   return 0;
 }

@@ -26,6 +26,7 @@ static void usage(FILE *f) {
           "  --pids N              task limit (threads count)\n"
           "  --cpu CPUS            CPU bandwidth, e.g. 1.5\n"
           "  --max-file-size BYTES largest file the command may write\n"
+          "  --nice N              lower the command's CPU priority by N\n"
           "  --ro-bind SRC[:DST]   bind a host path read-only\n"
           "  --bind SRC[:DST]      bind a host path writable (it must be\n"
           "                        writable by the sandbox's host uid)\n"
@@ -174,6 +175,10 @@ int sbx_cli_main(int argc, char **argv) {
       rc = parse_size(v, &lim.memory_bytes);
     } else if (!strcmp(a, "--max-file-size")) {
       rc = parse_size(v, &lim.max_file_bytes);
+    } else if (!strcmp(a, "--nice")) {
+      rc = parse_size(v, &n);
+      rc = rc == 0 && n <= 19 ? 0 : DB_EINVAL;
+      lim.nice = (uint32_t)n;
     } else if (!strcmp(a, "--pids")) {
       rc = parse_size(v, &n);
       lim.pids = (uint32_t)n;

@@ -53,6 +53,11 @@ typedef struct worker_config {
   /* Sandbox limits applied to every action (0 = none). */
   uint64_t memory_limit;
   uint32_t pids_limit;
+  /* Added to every action's niceness (0..19; default 0). For a worker
+   * that shares its machine with interactive work, as icecream's daemon
+   * nices its compiles. On a dedicated 2-CPU test machine 5 vs 0 made no
+   * measurable difference to a cold build (16 interleaved pairs). */
+  uint32_t nice;
   /* Inline stdout/stderr into the ActionResult below this size. */
   size_t inline_limit;
   /* Jobserver tokens shared by the actions' compilers (worker_jobs.h);

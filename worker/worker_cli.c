@@ -59,6 +59,8 @@ static void usage(FILE *f) {
           "(repeatable)\n"
           "  --memory-limit SIZE   per-action memory limit (default none)\n"
           "  --pids-limit N        per-action task limit (default 4096)\n"
+          "  --nice N              added to the actions' niceness, 0-19\n"
+          "                        (default 0)\n"
           "  --instance-name NAME  REAPI instance for CAS calls\n"
           "  --sandbox MODE        namespaces (default) | none\n");
 }
@@ -156,7 +158,7 @@ static int cmd_run(int argc, char **argv) {
       }
     } else if ((!strcmp(flag, "--port") || !strcmp(flag, "--slots") ||
                 !strcmp(flag, "--jobs") || !strcmp(flag, "--pids-limit") ||
-                !strcmp(flag, "--tree-min-files")) &&
+                !strcmp(flag, "--nice") || !strcmp(flag, "--tree-min-files")) &&
                wk_parse_size(v, &n) == 0 && n < (1u << 30)) {
       if (!strcmp(flag, "--port"))
         cfg.http_port = (int)n;
@@ -166,6 +168,8 @@ static int cmd_run(int argc, char **argv) {
         cfg.jobs = (unsigned)n;
       else if (!strcmp(flag, "--pids-limit"))
         cfg.pids_limit = (uint32_t)n;
+      else if (!strcmp(flag, "--nice"))
+        cfg.nice = (uint32_t)n;
       else
         cfg.tree_min_files = n;
     } else if ((!strcmp(flag, "--cache-size") ||
@@ -188,8 +192,9 @@ static int cmd_run(int argc, char **argv) {
     }
   }
   if (cfg.slots < 1 || cfg.slots > 1024 || cfg.http_port > 65535 ||
-      cfg.jobs > 4096 || !cfg.id[0]) {
-    fprintf(stderr, "worker run: bad --slots, --jobs, --port or --id\n");
+      cfg.jobs > 4096 || cfg.nice > 19 || !cfg.id[0]) {
+    fprintf(stderr,
+            "worker run: bad --slots, --jobs, --nice, --port or --id\n");
     goto out;
   }
   if (!cache_dir[0])

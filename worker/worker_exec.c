@@ -408,6 +408,7 @@ static int run_sandbox(job *j, uint64_t timeout_ms) {
   lim.timeout_ms = timeout_ms;
   lim.memory_bytes = cfg->memory_limit;
   lim.pids = cfg->pids_limit;
+  lim.nice = cfg->nice;
   sbx_request_set_limits(req, &lim);
   j->meta->execution_start_timestamp = wk_now_ts(j->a);
   took = jobs ? wk_jobs_begin(jobs) : 0;

@@ -530,10 +530,10 @@ int worker_run(const worker_config *cfg, volatile sig_atomic_t *stop) {
   }
   rv = nthreads == cfg->slots ? 0 : DB_ESYS;
   DB_INFO("worker",
-          "%s: %d slot(s), %u jobserver token(s), scheduler %s, "
-          "cache %s; %s",
-          cfg->id, cfg->slots, w.jobs ? cfg->jobs : 0, cfg->scheduler,
-          cfg->cache_dir, w.feat_line);
+          "%s: %d slot(s), %u jobserver token(s), actions at nice +%u, "
+          "scheduler %s, cache %s; %s",
+          cfg->id, cfg->slots, w.jobs ? cfg->jobs : 0, cfg->nice,
+          cfg->scheduler, cfg->cache_dir, w.feat_line);
   if (rv == 0)
     session_loop(&w);
   else

@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -102,6 +103,55 @@ static void test_file_size_limit(void **state) {
   close(fd);
   unlink(path);
   sbx_request_free(r);
+}
+
+/* The niceness the sandboxed command saw (field 19 of /proc/self/stat). */
+static int run_nice(sbx_mode mode, uint32_t nice) {
+  const char *argv[] = {"cat", "/proc/self/stat", NULL};
+  sbx_request *r = mkreq(argv);
+  sbx_limits lim;
+  sbx_result res;
+  char buf[1024], *p;
+  int fds[2], v = -100;
+  ssize_t n;
+  memset(&lim, 0, sizeof(lim));
+  lim.nice = nice;
+  sbx_request_set_limits(r, &lim);
+  sbx_request_set_mode(r, mode);
+  assert_int_equal(pipe(fds), 0);
+  sbx_request_set_stdio_fd(r, 1, fds[1]);
+  assert_int_equal(sbx_run(r, &res), 0);
+  close(fds[1]);
+  assert_true(res.exited && res.exit_code == 0);
+  n = read(fds[0], buf, sizeof(buf) - 1);
+  close(fds[0]);
+  assert_true(n > 0);
+  buf[n] = '\0';
+  /* After "pid (comm) ": state is field 3, nice field 19. */
+  p = strrchr(buf, ')');
+  assert_non_null(p);
+  p += 2;
+  for (int f = 3; f < 19 && p; f++) {
+    p = strchr(p, ' ');
+    if (p)
+      p++;
+  }
+  assert_non_null(p);
+  v = atoi(p);
+  sbx_request_free(r);
+  return v;
+}
+
+static void test_nice(void **state) {
+  int base = getpriority(PRIO_PROCESS, 0);
+  (void)state;
+  assert_int_equal(run_nice(SBX_MODE_NAMESPACES, 0), base);
+  assert_int_equal(run_nice(SBX_MODE_NAMESPACES, 7),
+                   base + 7 > 19 ? 19 : base + 7);
+  assert_int_equal(run_nice(SBX_MODE_NONE, 3), base + 3 > 19 ? 19 : base + 3);
+  assert_int_equal(run_nice(SBX_MODE_NAMESPACES, 30), 19);
+  /* The caller's own priority is untouched. */
+  assert_int_equal(getpriority(PRIO_PROCESS, 0), base);
 }
 
 static void test_errors(void **state) {
@@ -318,9 +368,9 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_exit_code), cmocka_unit_test(test_pipe_capture),
       cmocka_unit_test(test_timeout),   cmocka_unit_test(test_file_size_limit),
-      cmocka_unit_test(test_errors),    cmocka_unit_test(test_mode_none),
-      cmocka_unit_test(test_threads),   cmocka_unit_test(test_net_reuse),
-      cmocka_unit_test(test_dev),
+      cmocka_unit_test(test_nice),      cmocka_unit_test(test_errors),
+      cmocka_unit_test(test_mode_none), cmocka_unit_test(test_threads),
+      cmocka_unit_test(test_net_reuse), cmocka_unit_test(test_dev),
   };
   char err[1024];
   if (sbx_check_mode(SBX_MODE_NAMESPACES, err, sizeof(err)) != 0) {
