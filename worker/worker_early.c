@@ -217,7 +217,45 @@ static int send_early(wk_early *e, const char *rmeta, size_t n) {
   return rv;
 }
 
-/* rustc announced a finished link output: upload it while rustc exits. */
+/* A files-only EarlyOutputs (empty stderr_prefix) for an output announced
+ * with "emit":"link" and already in the CAS: the client can fetch the
+ * .rlib while rustc exits instead of after the action completes. */
+static int send_linked(wk_early *e, const char *rel, reapi_digest d) {
+  PbOutputFile f;
+  PbOutputFile *fp[1] = {&f};
+  PbDigest pd;
+  EarlyPb early = DISTBUILD__WORKER__V1__EARLY_OUTPUTS__INIT;
+  ProgReq req = DISTBUILD__WORKER__V1__PROGRESS_REQUEST__INIT;
+  uint8_t *buf = NULL, *resp = NULL;
+  size_t blen = 0, rlen = 0;
+  rpc_status st = {0};
+  int rv;
+
+  build__bazel__remote__execution__v2__output_file__init(&f);
+  build__bazel__remote__execution__v2__digest__init(&pd);
+  f.path = (char *)rel;
+  reapi_pb_digest_set(&pd, &d);
+  f.digest = &pd;
+  early.files = fp;
+  early.n_files = 1;
+  req.worker_id = e->worker_id;
+  req.session_id = e->session_id;
+  req.lease_id = e->lease_id;
+  req.early = &early;
+  rv = reapi_pb_pack(&req.base, &buf, &blen);
+  if (rv == 0)
+    rv = rpc_client_unary(cas_client_rpc(e->cas), PROGRESS_PATH, buf, blen,
+                          10000, &resp, &rlen, &st);
+  if (rv == 0 && st.code != RPC_OK)
+    rv = DB_EUNAVAIL;
+  rpc_status_clear(&st);
+  free(resp);
+  free(buf);
+  return rv;
+}
+
+/* rustc announced a finished link output: upload it while rustc exits,
+ * and tell the clients if they already have the metadata. */
 static void upload_linked(wk_early *e, const char *rel) {
   wk_known_file *k;
   cas_blob_src src = {0};
@@ -247,6 +285,11 @@ static void upload_linked(wk_early *e, const char *rel) {
   }
   e->done.nlinked++;
   e->done.linked_bytes += raw;
+  /* Only after the metadata went out: a client treats the first
+   * EarlyOutputs it gets as the one that releases stderr. */
+  if (e->done.sent && send_linked(e, rel, k->digest) != 0)
+    DB_DEBUG("worker", "lease %s: link notice for %s not relayed", e->lease_id,
+             rel);
   DB_DEBUG("worker",
            "lease %s: %s uploaded at its link notice (%llu bytes) "
            "in %lld ms",

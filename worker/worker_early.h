@@ -14,7 +14,10 @@
  * When rustc then announces a declared output with "emit":"link" (the
  * .rlib, written in full by then), the watcher uploads it to the CAS at
  * once: rustc still takes about 10 ms to exit, and the output upload after
- * the run no longer includes it. wk_early_stop() hands back what was
+ * the run no longer includes it. If the metadata went out, a second
+ * Progress names the uploaded file (EarlyOutputs with an empty
+ * stderr_prefix), so clients fetch it meanwhile. wk_early_stop() hands
+ * back what was
  * uploaded and its identity, so that a file changed since is hashed and
  * uploaded again (worker_outputs.h, wk_known_file).
  *

@@ -13,6 +13,7 @@
 #include "db_log.h"
 #include "reapi_pb.h"
 #include "rpc_client.h"
+#include "wrap_early.h"
 #include "distbuild/worker/v1/worker.pb-c.h"
 
 typedef Build__Bazel__Remote__Execution__V2__GetActionResultRequest PbGetAR;
@@ -104,16 +105,6 @@ static void reason(wrap_remote_result *res, const char *what,
            st->message ? st->message : "");
 }
 
-/* 1 if abs was written early with digest d and is still there. */
-static int early_same(const wrap_remote_result *res, const char *abs,
-                      const reapi_digest *d) {
-  for (size_t i = 0; i < res->n_early; i++)
-    if (strcmp(res->early_paths[i], abs) == 0)
-      return reapi_digest_eq(&res->early_digests[i], d) &&
-             access(abs, F_OK) == 0;
-  return 0;
-}
-
 /* Download the outputs of ar (only paths the action declared), then
  * stdout/stderr into memory. */
 static int fetch_outputs(wrap_remote *r, const wrap_action *act,
@@ -139,7 +130,7 @@ static int fetch_outputs(wrap_remote *r, const wrap_action *act,
       free(abs);
       continue;
     }
-    if (early_same(res, abs, &dst[n].digest)) {
+    if (wrap_early_same(res, abs, &dst[n].digest)) {
       /* Already written early: rewriting would move its mtime past the
        * dependents that cargo started on it. */
       free(abs);
@@ -221,14 +212,6 @@ out:
   return rv;
 }
 
-/* 1 if path names the crate metadata or its dep-info: the outputs a hit
- * writes first, so cargo can start the dependents (see hit_early). */
-static int early_kind(const char *path) {
-  size_t l = strlen(path);
-  return (l > 6 && strcmp(path + l - 6, ".rmeta") == 0) ||
-         (l > 2 && strcmp(path + l - 2, ".d") == 0);
-}
-
 /* GetActionResult: 1 hit (*ar set), 0 miss, negative on failure. */
 static int lookup(wrap_remote *r, const wrap_action *act, PbActionResult **ar,
                   wrap_remote_result *res) {
@@ -251,7 +234,7 @@ static int lookup(wrap_remote *r, const wrap_action *act, PbActionResult **ar,
    * and leaves the rest to be fetched. */
   for (size_t i = 0; inl && i < act->outputs.n; i++) {
     const char *rel = wrap_path_rel(act->outputs.v[i], act->out_base);
-    if (rel != NULL && *rel && early_kind(rel))
+    if (rel != NULL && *rel && wrap_early_kind(rel))
       inl[req.n_inline_output_files++] = (char *)rel;
   }
   req.inline_output_files = inl;
@@ -288,94 +271,6 @@ static int lookup(wrap_remote *r, const wrap_action *act, PbActionResult **ar,
   free(buf);
   free(resp);
   return rv;
-}
-
-/* Early files are on disk: record them in res (taking paths and dg), and
- * if the caller agrees (progress "early") write the stderr prefix that
- * announces them and keep a copy of it. */
-static void release_early(wrap_remote_result *res, char **paths,
-                          reapi_digest *dg, size_t n, const uint8_t *prefix,
-                          size_t prefix_len, wrap_remote_progress_fn progress,
-                          void *pctx) {
-  uint8_t *copy;
-  res->early_paths = paths;
-  res->early_digests = dg;
-  res->n_early = n;
-  if (progress == NULL || progress(pctx, "early", res) != 1)
-    return;
-  copy = malloc(prefix_len + 1);
-  if (copy == NULL)
-    return;
-  memcpy(copy, prefix, prefix_len);
-  if (wrap_write_all(STDERR_FILENO, copy, prefix_len) != 0) {
-    free(copy);
-    return;
-  }
-  res->early_err = copy;
-  res->early_err_len = prefix_len;
-  res->early_released = 1;
-}
-
-/* A hit, pipelined like a local rustc: write the .rmeta and .d that came
- * inline in the ActionResult, and if the caller agrees (progress "early")
- * write rustc's stderr up to its metadata notice, so cargo starts the
- * dependents while the .rlib downloads. Anything missing (a notice, an
- * inline file, a matching digest) just skips this; fetch_outputs then
- * writes everything. */
-static void hit_early(const wrap_action *act, const PbActionResult *ar,
-                      wrap_remote_result *res, wrap_remote_progress_fn progress,
-                      void *pctx) {
-  size_t end, n = 0, cap = ar->n_output_files;
-  char **paths = NULL;
-  reapi_digest *dg = NULL;
-  int have_rmeta = 0, have_d = 0;
-
-  if (progress == NULL || ar->exit_code != 0 || res->n_early > 0 ||
-      (ar->stderr_digest && ar->stderr_digest->size_bytes > 0 &&
-       ar->stderr_raw.len == 0))
-    return;
-  end = wrap_rustc_metadata_prefix(ar->stderr_raw.data, ar->stderr_raw.len);
-  if (end == 0 || cap == 0)
-    return;
-  paths = calloc(cap, sizeof(*paths));
-  dg = calloc(cap, sizeof(*dg));
-  if (paths == NULL || dg == NULL)
-    goto out;
-  for (size_t i = 0; i < ar->n_output_files; i++) {
-    const PbOutputFile *f = ar->output_files[i];
-    reapi_digest got;
-    char *abs;
-    if (f->path == NULL || !early_kind(f->path))
-      continue;
-    if (reapi_pb_digest_get(f->digest, &dg[n]) != 0 ||
-        (size_t)dg[n].size != f->contents.len)
-      goto out; /* not inlined (or not valid): no early path */
-    reapi_digest_of(f->contents.data, f->contents.len, &got);
-    abs = wrap_path_join(act->out_base, f->path);
-    if (abs == NULL || !reapi_digest_eq(&got, &dg[n]) ||
-        !wrap_strv_has(&act->outputs, abs) ||
-        wrap_write_atomic(abs, f->contents.data, f->contents.len,
-                          f->is_executable ? 0755 : 0644) != 0) {
-      free(abs);
-      goto out;
-    }
-    if (strcmp(abs + strlen(abs) - 2, ".d") == 0)
-      have_d = 1;
-    else
-      have_rmeta = 1;
-    paths[n++] = abs;
-  }
-  if (!have_rmeta || !have_d)
-    goto out;
-  release_early(res, paths, dg, n, ar->stderr_raw.data, end, progress, pctx);
-  paths = NULL;
-  dg = NULL;
-out:
-  /* Files written above stay: they are the hit's own outputs. */
-  for (size_t i = 0; paths && i < n; i++)
-    free(paths[i]);
-  free(paths);
-  free(dg);
 }
 
 static int upload(wrap_remote *r, const wrap_action *act,
@@ -460,83 +355,6 @@ typedef struct exec_ctx {
   void *pctx;
 } exec_ctx;
 
-/* Write the EarlyOutputs files (declared outputs only; written from their
- * inline contents after a digest check, else fetched on a second
- * connection since this one is busy with the stream), then release the
- * stderr prefix if the caller agrees. Any problem just skips the early
- * path: the final result carries everything. */
-static void handle_early(exec_ctx *x,
-                         const Distbuild__Worker__V1__EarlyOutputs *eo) {
-  wrap_remote_result *res = x->res;
-  cas_blob_dst *dst = NULL;
-  char **paths = NULL;
-  reapi_digest *dg = NULL;
-  size_t n = 0, nd = 0;
-  uint64_t raw = 0, wire = 0, inl = 0;
-  int rv = DB_ENOMEM;
-
-  if (res->n_early > 0 || eo->n_files == 0)
-    return;
-  dst = calloc(eo->n_files, sizeof(*dst));
-  paths = calloc(eo->n_files, sizeof(*paths));
-  dg = calloc(eo->n_files, sizeof(*dg));
-  if (!dst || !paths || !dg)
-    goto out;
-  for (; n < eo->n_files; n++) {
-    const PbOutputFile *f = eo->files[n];
-    paths[n] = f->path ? wrap_path_join(x->act->out_base, f->path) : NULL;
-    if (paths[n] == NULL || !wrap_strv_has(&x->act->outputs, paths[n]) ||
-        reapi_pb_digest_get(f->digest, &dg[n]) != 0) {
-      rv = DB_EINVAL;
-      n++;
-      goto out;
-    }
-    if (f->contents.len > 0 || dg[n].size == 0) {
-      reapi_digest got;
-      reapi_digest_of(f->contents.data, f->contents.len, &got);
-      rv = reapi_digest_eq(&got, &dg[n])
-               ? wrap_write_atomic(paths[n], f->contents.data, f->contents.len,
-                                   f->is_executable ? 0755 : 0644)
-               : DB_EDIGEST;
-      if (rv != 0) {
-        n++;
-        goto out;
-      }
-      inl += f->contents.len;
-      continue;
-    }
-    dst[nd].digest = dg[n];
-    dst[nd].path = paths[n];
-    dst[nd].mode = f->is_executable ? 0755 : 0644;
-    nd++;
-  }
-  rv = 0;
-  if (nd > 0 && x->r->cas2 == NULL) {
-    cas_client_opts o = {0};
-    o.timeout_ms = 60000;
-    rv = cas_client_new(x->r->target, &o, &x->r->cas2);
-  }
-  if (rv == 0 && nd > 0)
-    rv = cas_client_download(x->r->cas2, dst, nd, &raw, &wire);
-  /* Inline bytes came as they are, inside the stream. */
-  res->down_raw += raw + inl;
-  res->down_wire += wire + inl;
-  if (rv != 0)
-    goto out;
-  release_early(res, paths, dg, n, eo->stderr_prefix.data,
-                eo->stderr_prefix.len, x->progress, x->pctx);
-  paths = NULL;
-  dg = NULL;
-out:
-  if (rv != 0)
-    DB_DEBUG("wrapper", "early outputs skipped: %s", db_strerror(rv));
-  for (size_t i = 0; paths && i < n; i++)
-    free(paths[i]);
-  free(paths);
-  free(dg);
-  free(dst);
-}
-
 /* EarlyOutputs carried in an in-progress Operation's metadata, if any. */
 static void early_from_metadata(exec_ctx *x, const Google__Protobuf__Any *m) {
   EOMeta *eom;
@@ -560,7 +378,8 @@ static void early_from_metadata(exec_ctx *x, const Google__Protobuf__Any *m) {
     eo = distbuild__worker__v1__early_outputs__unpack(NULL, a->value.len,
                                                       a->value.data);
     if (eo) {
-      handle_early(x, eo);
+      wrap_early_write(eo, x->act, x->r->target, &x->r->cas2, x->res,
+                       x->progress, x->pctx);
       distbuild__worker__v1__early_outputs__free_unpacked(eo, NULL);
     }
   }
@@ -707,7 +526,7 @@ int wrap_remote_run(wrap_remote *r, const wrap_action *act,
   if (rv < 0)
     goto out;
   if (rv == 1) {
-    hit_early(act, ar, res, progress, pctx);
+    wrap_early_hit(act, ar, res, progress, pctx);
     rv = fetch_outputs(r, act, ar, res);
     res->t_download = rpc_now_ms() - t;
     if (rv == 0) {

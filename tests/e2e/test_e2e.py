@@ -344,7 +344,8 @@ def case_cas_failure(c):
 def case_early(c):
     """rustc-style metadata notifications on stderr: the worker sends the
     announced (declared) .rmeta and dep-info as EarlyOutputs while the
-    action still runs; the final result still has everything."""
+    action still runs, then the .rlib at its link notice; the final result
+    still has everything."""
     from e2e_lib import operations_pb2, re_pb2, reapi_py
     root = "/home/builder/ws"
     lines = [
@@ -376,7 +377,9 @@ def case_early(c):
         ops.append((time.time(), op))
     early = [(t, op, e) for t, op in ops
              for e in [reapi_py.early_outputs_of(op)] if e is not None]
-    check(len(early) == 1, "one EarlyOutputs message, got %d" % len(early),
+    # The metadata message, then a files-only one for the .rlib at its
+    # link notice.
+    check(len(early) == 2, "two EarlyOutputs messages, got %d" % len(early),
           c)
     t, op, e = early[0]
     check(not op.done, "early outputs come before the end", c)
@@ -390,8 +393,17 @@ def case_early(c):
           sorted([("lib.d", pbd(b"dep").hash),
                   ("lib.rmeta", pbd(b"meta").hash)]),
           "the dep-info and the .rmeta: %s" % e.files, c)
+    check(sorted(f.contents for f in e.files) == [b"dep", b"meta"],
+          "small files come inline", c)
     for f in e.files:
-        c.client.read_blob(f.digest)  # fetchable from the CAS now
+        c.client.read_blob(f.digest)  # and are in the CAS already
+    _, op2, e2 = early[1]
+    check(not op2.done and e2.stderr_prefix == b"",
+          "the link message releases no stderr", c)
+    check([(f.path, f.digest.hash) for f in e2.files] ==
+          [("lib.rlib", pbd(b"rlib").hash)], "the .rlib: %s" % e2.files, c)
+    check(c.client.read_blob(e2.files[0].digest) == b"rlib",
+          "the .rlib is in the CAS before the end", c)
     final = re_pb2.ExecuteResponse()
     ops[-1][1].response.Unpack(final)
     ok(final, c, "early")
