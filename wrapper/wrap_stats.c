@@ -6,6 +6,8 @@
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "db_err.h"
@@ -45,10 +47,44 @@ static void clean(char *out, size_t n, const char *s) {
   out[i] = '\0';
 }
 
+/* Compaction: past this size the records of finished builds are folded
+ * into one summary line, so the file (and every report, which reads all of
+ * it) stays small however many builds there were. */
+#define COMPACT_BYTES (1u << 20)
+/* A build with a record this recent may still be running: kept as is. */
+#define KEEP_MS (3600 * 1000)
+
+static int64_t env_num(const char *name, int64_t dflt) {
+  const char *e = getenv(name);
+  return e != NULL && *e ? strtoll(e, NULL, 10) : dflt;
+}
+
+/* The lock beside the file: appends hold it shared, compaction
+ * exclusively, so no append can land in a file that is being replaced.
+ * Returns the descriptor or -1 (then callers go on without it). */
+static int lock_stats(const char *path, int op) {
+  char *lp = wrap_fmt("%s.lock", path);
+  int fd = lp ? open(lp, O_RDWR | O_CREAT | O_CLOEXEC, 0644) : -1;
+  free(lp);
+  if (fd >= 0) {
+    int r;
+    while ((r = flock(fd, op)) != 0 && errno == EINTR)
+      ;
+    if (r != 0) {
+      close(fd);
+      fd = -1;
+    }
+  }
+  return fd;
+}
+
+static void maybe_compact(const char *path);
+
 int wrap_stats_append(const wrap_stat_rec *r) {
   char line[1024], crate[128], reason[256];
   char *path = wrap_stats_path();
-  int fd, n, rv = 0;
+  struct stat st;
+  int fd, lk, n, rv = 0, big = 0;
   if (path == NULL)
     return DB_ENOMEM;
   clean(crate, sizeof(crate), r->crate ? r->crate : "?");
@@ -65,13 +101,22 @@ int wrap_stats_append(const wrap_stat_rec *r) {
     free(path);
     return DB_EINVAL;
   }
+  lk = lock_stats(path, LOCK_SH);
   fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
   if (fd < 0)
     rv = db_err_from_errno(errno);
   else if (write(fd, line, (size_t)n) != n)
     rv = DB_EIO;
+  else
+    big =
+        fstat(fd, &st) == 0 &&
+        st.st_size > env_num("CARGO_DISTBUILD_STATS_MAX_BYTES", COMPACT_BYTES);
   if (fd >= 0)
     close(fd);
+  if (lk >= 0)
+    close(lk); /* releases the shared lock */
+  if (big)
+    maybe_compact(path);
   free(path);
   return rv;
 }
@@ -97,7 +142,8 @@ static int64_t num(const char *line, const char *key) {
   return v ? strtoll(v, NULL, 10) : 0;
 }
 
-static void add_reason(wrap_stats_sum *s, const char *r, size_t len) {
+static void add_reason(wrap_stats_sum *s, const char *r, size_t len,
+                       uint64_t count) {
   char text[160];
   if (len >= sizeof(text))
     len = sizeof(text) - 1;
@@ -105,14 +151,49 @@ static void add_reason(wrap_stats_sum *s, const char *r, size_t len) {
   text[len] = '\0';
   for (int i = 0; i < s->n_reasons; i++) {
     if (strcmp(s->reasons[i].text, text) == 0) {
-      s->reasons[i].count++;
+      s->reasons[i].count += count;
       return;
     }
   }
   if (s->n_reasons < WRAP_STATS_MAX_REASONS) {
     memcpy(s->reasons[s->n_reasons].text, text, len + 1);
-    s->reasons[s->n_reasons].count = 1;
+    s->reasons[s->n_reasons].count = count;
     s->n_reasons++;
+  }
+}
+
+/* A summary line (kind=sum) written by compaction: its counters, and
+ * fallback reasons as r0..r15 = "COUNT TEXT". */
+static void account_sum(wrap_stats_sum *s, const char *line) {
+  s->records += (uint64_t)num(line, "records");
+  s->actions += (uint64_t)num(line, "actions");
+  s->hits += (uint64_t)num(line, "hits");
+  s->remote += (uint64_t)num(line, "remote");
+  s->errors += (uint64_t)num(line, "errors");
+  s->local += (uint64_t)num(line, "local");
+  s->fallbacks += (uint64_t)num(line, "fallbacks");
+  s->early += (uint64_t)num(line, "early");
+  s->up_raw += (uint64_t)num(line, "up_raw");
+  s->up_wire += (uint64_t)num(line, "up_wire");
+  s->down_raw += (uint64_t)num(line, "down_raw");
+  s->down_wire += (uint64_t)num(line, "down_wire");
+  s->saved_ms += num(line, "saved_ms");
+  s->exec_ms += num(line, "exec_ms");
+  s->wall_ms += num(line, "wall_ms");
+  for (int i = 0; i < WRAP_STATS_MAX_REASONS; i++) {
+    char key[8];
+    size_t len;
+    const char *v;
+    char *end;
+    uint64_t c;
+    snprintf(key, sizeof(key), "r%d", i);
+    v = field(line, key, &len);
+    if (v == NULL)
+      break;
+    c = strtoull(v, &end, 10);
+    if (end == v || *end != ' ' || (size_t)(end + 1 - v) > len)
+      continue;
+    add_reason(s, end + 1, len - (size_t)(end + 1 - v), c);
   }
 }
 
@@ -122,6 +203,10 @@ static void account(wrap_stats_sum *s, const char *line) {
   const char *r = field(line, "reason", &rl);
   if (k == NULL)
     return;
+  if (kl == 3 && strncmp(k, "sum", 3) == 0) {
+    account_sum(s, line);
+    return;
+  }
   s->records++;
   if (kl == 3 && strncmp(k, "hit", 3) == 0) {
     s->hits++;
@@ -137,7 +222,7 @@ static void account(wrap_stats_sum *s, const char *line) {
     s->fallbacks++;
     s->actions++;
     if (r != NULL && rl > 0)
-      add_reason(s, r, rl);
+      add_reason(s, r, rl, 1);
   } else if (kl == 5 && strncmp(k, "local", 5) == 0) {
     s->local++;
   }
@@ -177,7 +262,8 @@ int wrap_stats_load(const char *path, const char *build_id,
         break;
       *nl = '\0';
       b = field(l, "build", &len);
-      if (strncmp(l, "v1\t", 3) == 0 && b != NULL) {
+      if (strncmp(l, "v1\t", 3) == 0 && b != NULL &&
+          !(len == 1 && b[0] == '-')) {
         free(id);
         id = strndup(b, len);
       }
@@ -207,6 +293,116 @@ int wrap_stats_load(const char *path, const char *build_id,
     free(id);
   free(text);
   return 0;
+}
+
+/* One kind=sum line for s (see account_sum). */
+static char *sum_line(const wrap_stats_sum *s) {
+  char reasons[WRAP_STATS_MAX_REASONS * 180] = "";
+  size_t o = 0;
+  for (int i = 0; i < s->n_reasons && o < sizeof(reasons); i++)
+    o += (size_t)snprintf(reasons + o, sizeof(reasons) - o,
+                          "\tr%d=%" PRIu64 " %s", i, s->reasons[i].count,
+                          s->reasons[i].text);
+  return wrap_fmt(
+      "v1\tt=%" PRId64 "\tbuild=-\tkind=sum\trecords=%" PRIu64
+      "\tactions=%" PRIu64 "\thits=%" PRIu64 "\tremote=%" PRIu64
+      "\terrors=%" PRIu64 "\tlocal=%" PRIu64 "\tfallbacks=%" PRIu64
+      "\tearly=%" PRIu64 "\tup_raw=%" PRIu64 "\tup_wire=%" PRIu64
+      "\tdown_raw=%" PRIu64 "\tdown_wire=%" PRIu64 "\tsaved_ms=%" PRId64
+      "\texec_ms=%" PRId64 "\twall_ms=%" PRId64 "%s\n",
+      wrap_now_ms(), s->records, s->actions, s->hits, s->remote, s->errors,
+      s->local, s->fallbacks, s->early, s->up_raw, s->up_wire, s->down_raw,
+      s->down_wire, s->saved_ms, s->exec_ms, s->wall_ms, reasons);
+}
+
+/* 1 if line belongs to a build in active: this process's build and those
+ * with a record newer than the keep window, which may still be running. */
+static int keep_line(const char *line, const wrap_strv *active) {
+  size_t len;
+  const char *b = field(line, "build", &len);
+  for (size_t i = 0; b != NULL && i < active->n; i++)
+    if (strlen(active->v[i]) == len && strncmp(active->v[i], b, len) == 0)
+      return 1;
+  return 0;
+}
+
+/* Fold the records of builds that are over (and an earlier summary) into
+ * one summary line; keep the others verbatim. Under the exclusive lock, or
+ * not at all when another process holds it. */
+static void maybe_compact(const char *path) {
+  wrap_stats_sum old;
+  wrap_strv active = {0};
+  char *text = NULL, *tmp = NULL, *head = NULL;
+  size_t tlen = 0, klen = 0, folded = 0;
+  int lk = lock_stats(path, LOCK_EX | LOCK_NB), fd = -1;
+  int64_t keep = env_num("CARGO_DISTBUILD_STATS_KEEP_MS", KEEP_MS);
+  int64_t cut = keep > 0 ? wrap_now_ms() - keep : INT64_MAX;
+  memset(&old, 0, sizeof(old));
+  if (lk < 0 || wrap_read_file(path, 0, &text, &tlen) != 0)
+    goto out;
+  if (wrap_strv_add(&active, wrap_stats_build_id()) != 0)
+    goto out;
+  for (char *l = text; *l;) {
+    char *nl = strchr(l, '\n');
+    size_t len;
+    const char *b;
+    if (nl == NULL)
+      break;
+    *nl = '\0';
+    b = field(l, "build", &len);
+    if (strncmp(l, "v1\t", 3) == 0 && b != NULL && num(l, "t") >= cut &&
+        !(len == 1 && b[0] == '-')) {
+      char *id = strndup(b, len);
+      int bad = id == NULL ||
+                (!wrap_strv_has(&active, id) && wrap_strv_add(&active, id));
+      free(id);
+      if (bad)
+        goto out;
+    }
+    *nl = '\n';
+    l = nl + 1;
+  }
+  /* Fold in place: kept lines move to the front of text. */
+  for (char *l = text; *l;) {
+    char *nl = strchr(l, '\n');
+    size_t n;
+    if (nl == NULL)
+      break; /* a torn last line: dropped */
+    n = (size_t)(nl - l) + 1;
+    *nl = '\0';
+    if (strncmp(l, "v1\t", 3) == 0 && !keep_line(l, &active)) {
+      account(&old, l);
+      folded++;
+    } else {
+      *nl = '\n';
+      memmove(text + klen, l, n);
+      klen += n;
+    }
+    l = nl + 1;
+  }
+  if (folded < 2) /* nothing gained */
+    goto out;
+  head = sum_line(&old);
+  tmp = wrap_fmt("%s.tmp.%ld", path, (long)getpid());
+  if (head == NULL || tmp == NULL)
+    goto out;
+  fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0 || wrap_write_all(fd, head, strlen(head)) != 0 ||
+      wrap_write_all(fd, text, klen) != 0 || close(fd) != 0 ||
+      rename(tmp, path) != 0) {
+    if (fd >= 0)
+      (void)unlink(tmp);
+  }
+  fd = -1;
+out:
+  if (fd >= 0)
+    close(fd);
+  if (lk >= 0)
+    close(lk);
+  wrap_strv_free(&active);
+  free(head);
+  free(tmp);
+  free(text);
 }
 
 void wrap_stats_print(FILE *f, const char *title, const wrap_stats_sum *s) {

@@ -13,6 +13,16 @@
  * that ran the wrapper). The "last build" is the build id of the last
  * record in the file.
  *
+ * Compaction: every report reads the whole file, so once an append leaves
+ * it above 1 MiB ($CARGO_DISTBUILD_STATS_MAX_BYTES), the records of
+ * finished builds are folded into one "kind=sum" line (build "-") holding
+ * their totals and fallback reasons. Kept verbatim: the appending build's
+ * records and those of any build with a record in the last hour
+ * ($CARGO_DISTBUILD_STATS_KEEP_MS; 0 = none), which may still be running.
+ * The file is rewritten and renamed into place under an exclusive flock
+ * on stats.log.lock; appends hold it shared, so none is lost. A compactor
+ * that finds the lock taken skips the work.
+ *
  * Errors: 0 or DB_E*.
  */
 #ifndef WRAP_STATS_H
@@ -62,8 +72,9 @@ typedef struct wrap_stats_sum {
 char *wrap_stats_path(void);
 
 /* Aggregate the file: *last for the last build (or for build_id when not
- * NULL), *total for every record. *last_id (may be NULL) receives the
- * build id summarised in *last (malloc'd, NULL if the file is empty). */
+ * NULL), *total for every record, summary lines included. *last_id (may be
+ * NULL) receives the build id summarised in *last (malloc'd, NULL if the file
+ * is empty). */
 int wrap_stats_load(const char *path, const char *build_id,
                     wrap_stats_sum *last, wrap_stats_sum *total,
                     char **last_id);

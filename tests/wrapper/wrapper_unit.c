@@ -561,6 +561,79 @@ static void test_stats(void **state) {
   unsetenv("CARGO_DISTBUILD_BUILD_ID");
 }
 
+/* Past CARGO_DISTBUILD_STATS_MAX_BYTES, finished builds fold into one
+ * summary line: totals stay exact, the file stays small, and a build that
+ * may still be running keeps its own records. */
+static void test_stats_compact(void **state) {
+  char dir[300], *path, *text = NULL, b[16];
+  wrap_stats_sum last, total;
+  char *id = NULL;
+  size_t len = 0;
+  wrap_stat_rec r;
+  (void)state;
+  snprintf(dir, sizeof(dir), "%s/stats-compact", g_tmp);
+  setenv("CARGO_DISTBUILD_STATS_DIR", dir, 1);
+  setenv("CARGO_DISTBUILD_STATS_MAX_BYTES", "1500", 1);
+  setenv("CARGO_DISTBUILD_STATS_KEEP_MS", "0", 1);
+  memset(&r, 0, sizeof(r));
+  r.crate = "c";
+  for (int i = 0; i < 10; i++) {
+    snprintf(b, sizeof(b), "b%d", i);
+    setenv("CARGO_DISTBUILD_BUILD_ID", b, 1);
+    r.kind = WRAP_KIND_REMOTE;
+    r.up_wire = 10;
+    r.saved_ms = 0;
+    r.reason = NULL;
+    assert_int_equal(wrap_stats_append(&r), 0);
+    r.kind = WRAP_KIND_HIT;
+    r.up_wire = 0;
+    r.saved_ms = 100;
+    assert_int_equal(wrap_stats_append(&r), 0);
+    r.kind = WRAP_KIND_FALLBACK;
+    r.saved_ms = 0;
+    r.reason = i % 2 ? "scheduler unreachable" : "timeout";
+    assert_int_equal(wrap_stats_append(&r), 0);
+  }
+  path = wrap_stats_path();
+  assert_int_equal(wrap_read_file(path, 0, &text, &len), 0);
+  assert_non_null(strstr(text, "kind=sum"));
+  assert_true(len < 2000); /* 30 records are ~5.5 KB */
+  free(text);
+  assert_int_equal(wrap_stats_load(path, NULL, &last, &total, &id), 0);
+  assert_string_equal(id, "b9");
+  assert_int_equal(last.actions, 3);
+  assert_int_equal(last.hits, 1);
+  assert_int_equal(total.records, 30);
+  assert_int_equal(total.actions, 30);
+  assert_int_equal(total.hits, 10);
+  assert_int_equal(total.remote, 10);
+  assert_int_equal(total.fallbacks, 10);
+  assert_int_equal(total.up_wire, 100);
+  assert_int_equal(total.saved_ms, 1000);
+  assert_int_equal(total.n_reasons, 2);
+  for (int i = 0; i < 2; i++)
+    assert_int_equal(total.reasons[i].count, 5);
+  free(id);
+  /* Builds with recent records may still be running: nothing of theirs
+   * is folded, so each can still report itself exactly. */
+  unsetenv("CARGO_DISTBUILD_STATS_KEEP_MS");
+  for (int i = 0; i < 20; i++) {
+    setenv("CARGO_DISTBUILD_BUILD_ID", i % 2 ? "x" : "y", 1);
+    r.kind = WRAP_KIND_REMOTE;
+    r.reason = NULL;
+    assert_int_equal(wrap_stats_append(&r), 0);
+  }
+  assert_int_equal(wrap_stats_load(path, "x", &last, &total, NULL), 0);
+  assert_int_equal(last.remote, 10);
+  assert_int_equal(wrap_stats_load(path, "y", &last, &total, NULL), 0);
+  assert_int_equal(last.remote, 10);
+  assert_int_equal(total.records, 50);
+  free(path);
+  unsetenv("CARGO_DISTBUILD_STATS_DIR");
+  unsetenv("CARGO_DISTBUILD_STATS_MAX_BYTES");
+  unsetenv("CARGO_DISTBUILD_BUILD_ID");
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_args_lib),
@@ -575,6 +648,7 @@ int main(void) {
       cmocka_unit_test(test_records),
       cmocka_unit_test(test_config),
       cmocka_unit_test(test_stats),
+      cmocka_unit_test(test_stats_compact),
   };
   return cmocka_run_group_tests(tests, setup_tmp, teardown_tmp);
 }
