@@ -170,6 +170,7 @@ int wrap_cli_build(int argc, char **argv) {
     snprintf(title, sizeof(title), "\ncargo-distbuild report (build %s):", id);
     wrap_stats_print(stderr, title, &last);
   }
+  (void)wrap_stats_end(id);
 out:
   wrap_serve_stop(srv);
   free(cache);

@@ -50,7 +50,7 @@ static void clean(char *out, size_t n, const char *s) {
 /* Compaction: past this size the records of finished builds are folded
  * into one summary line, so the file (and every report, which reads all of
  * it) stays small however many builds there were. */
-#define COMPACT_BYTES (1u << 20)
+#define COMPACT_BYTES (256u << 10)
 /* A build with a record this recent may still be running: kept as is. */
 #define KEEP_MS (3600 * 1000)
 
@@ -80,27 +80,14 @@ static int lock_stats(const char *path, int op) {
 
 static void maybe_compact(const char *path);
 
-int wrap_stats_append(const wrap_stat_rec *r) {
-  char line[1024], crate[128], reason[256];
+/* Append one line (a single write on O_APPEND, under the shared lock),
+ * then compact if the file has grown past the limit. */
+static int append_line(const char *line, int n) {
   char *path = wrap_stats_path();
   struct stat st;
-  int fd, lk, n, rv = 0, big = 0;
+  int fd, lk, rv = 0, big = 0;
   if (path == NULL)
     return DB_ENOMEM;
-  clean(crate, sizeof(crate), r->crate ? r->crate : "?");
-  clean(reason, sizeof(reason), r->reason ? r->reason : "");
-  n = snprintf(line, sizeof(line),
-               "v1\tt=%" PRId64 "\tbuild=%s\tkind=%s\tcrate=%s\texit=%d"
-               "\tup_raw=%" PRIu64 "\tup_wire=%" PRIu64 "\tdown_raw=%" PRIu64
-               "\tdown_wire=%" PRIu64 "\tsaved_ms=%" PRId64 "\texec_ms=%" PRId64
-               "\twall_ms=%" PRId64 "\tearly=%d\treason=%s\n",
-               wrap_now_ms(), wrap_stats_build_id(), r->kind, crate,
-               r->exit_code, r->up_raw, r->up_wire, r->down_raw, r->down_wire,
-               r->saved_ms, r->exec_ms, r->wall_ms, r->early ? 1 : 0, reason);
-  if (n < 0 || (size_t)n >= sizeof(line)) {
-    free(path);
-    return DB_EINVAL;
-  }
   lk = lock_stats(path, LOCK_SH);
   fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
   if (fd < 0)
@@ -119,6 +106,33 @@ int wrap_stats_append(const wrap_stat_rec *r) {
     maybe_compact(path);
   free(path);
   return rv;
+}
+
+int wrap_stats_end(const char *build_id) {
+  char line[256], id[128];
+  int n;
+  clean(id, sizeof(id), build_id);
+  n = snprintf(line, sizeof(line), "v1\tt=%" PRId64 "\tbuild=%s\tkind=end\n",
+               wrap_now_ms(), id);
+  return n > 0 && (size_t)n < sizeof(line) ? append_line(line, n) : DB_EINVAL;
+}
+
+int wrap_stats_append(const wrap_stat_rec *r) {
+  char line[1024], crate[128], reason[256];
+  int n;
+  clean(crate, sizeof(crate), r->crate ? r->crate : "?");
+  clean(reason, sizeof(reason), r->reason ? r->reason : "");
+  n = snprintf(line, sizeof(line),
+               "v1\tt=%" PRId64 "\tbuild=%s\tkind=%s\tcrate=%s\texit=%d"
+               "\tup_raw=%" PRIu64 "\tup_wire=%" PRIu64 "\tdown_raw=%" PRIu64
+               "\tdown_wire=%" PRIu64 "\tsaved_ms=%" PRId64 "\texec_ms=%" PRId64
+               "\twall_ms=%" PRId64 "\tearly=%d\treason=%s\n",
+               wrap_now_ms(), wrap_stats_build_id(), r->kind, crate,
+               r->exit_code, r->up_raw, r->up_wire, r->down_raw, r->down_wire,
+               r->saved_ms, r->exec_ms, r->wall_ms, r->early ? 1 : 0, reason);
+  if (n < 0 || (size_t)n >= sizeof(line))
+    return DB_EINVAL;
+  return append_line(line, n);
 }
 
 static const char *field(const char *line, const char *key, size_t *len) {
@@ -207,6 +221,8 @@ static void account(wrap_stats_sum *s, const char *line) {
     account_sum(s, line);
     return;
   }
+  if (kl == 3 && strncmp(k, "end", 3) == 0)
+    return; /* a build's end marker: no call */
   s->records++;
   if (kl == 3 && strncmp(k, "hit", 3) == 0) {
     s->hits++;
@@ -316,7 +332,8 @@ static char *sum_line(const wrap_stats_sum *s) {
 }
 
 /* 1 if line belongs to a build in active: this process's build and those
- * with a record newer than the keep window, which may still be running. */
+ * that may still be running (a record newer than the keep window and no
+ * end marker). */
 static int keep_line(const char *line, const wrap_strv *active) {
   size_t len;
   const char *b = field(line, "build", &len);
@@ -331,7 +348,7 @@ static int keep_line(const char *line, const wrap_strv *active) {
  * not at all when another process holds it. */
 static void maybe_compact(const char *path) {
   wrap_stats_sum old;
-  wrap_strv active = {0};
+  wrap_strv active = {0}, ended = {0};
   char *text = NULL, *tmp = NULL, *head = NULL;
   size_t tlen = 0, klen = 0, folded = 0;
   int lk = lock_stats(path, LOCK_EX | LOCK_NB), fd = -1;
@@ -340,21 +357,26 @@ static void maybe_compact(const char *path) {
   memset(&old, 0, sizeof(old));
   if (lk < 0 || wrap_read_file(path, 0, &text, &tlen) != 0)
     goto out;
-  if (wrap_strv_add(&active, wrap_stats_build_id()) != 0)
-    goto out;
+  /* Builds with a recent record and no end marker may still run. */
   for (char *l = text; *l;) {
     char *nl = strchr(l, '\n');
-    size_t len;
-    const char *b;
+    size_t len, kl;
+    const char *b, *k;
     if (nl == NULL)
       break;
     *nl = '\0';
     b = field(l, "build", &len);
-    if (strncmp(l, "v1\t", 3) == 0 && b != NULL && num(l, "t") >= cut &&
+    k = field(l, "kind", &kl);
+    if (strncmp(l, "v1\t", 3) == 0 && b != NULL && k != NULL &&
         !(len == 1 && b[0] == '-')) {
+      int end = kl == 3 && strncmp(k, "end", 3) == 0;
       char *id = strndup(b, len);
-      int bad = id == NULL ||
-                (!wrap_strv_has(&active, id) && wrap_strv_add(&active, id));
+      int bad = id == NULL;
+      if (!bad && end && !wrap_strv_has(&ended, id))
+        bad = wrap_strv_add(&ended, id) != 0;
+      else if (!bad && !end && num(l, "t") >= cut &&
+               !wrap_strv_has(&active, id))
+        bad = wrap_strv_add(&active, id) != 0;
       free(id);
       if (bad)
         goto out;
@@ -362,6 +384,17 @@ static void maybe_compact(const char *path) {
     *nl = '\n';
     l = nl + 1;
   }
+  for (size_t i = 0; i < active.n;) {
+    if (wrap_strv_has(&ended, active.v[i])) {
+      free(active.v[i]);
+      active.v[i] = active.v[--active.n];
+    } else {
+      i++;
+    }
+  }
+  if (!wrap_strv_has(&active, wrap_stats_build_id()) &&
+      wrap_strv_add(&active, wrap_stats_build_id()) != 0)
+    goto out;
   /* Fold in place: kept lines move to the front of text. */
   for (char *l = text; *l;) {
     char *nl = strchr(l, '\n');
@@ -400,6 +433,7 @@ out:
   if (lk >= 0)
     close(lk);
   wrap_strv_free(&active);
+  wrap_strv_free(&ended);
   free(head);
   free(tmp);
   free(text);

@@ -14,11 +14,13 @@
  * record in the file.
  *
  * Compaction: every report reads the whole file, so once an append leaves
- * it above 1 MiB ($CARGO_DISTBUILD_STATS_MAX_BYTES), the records of
+ * it above 256 KiB ($CARGO_DISTBUILD_STATS_MAX_BYTES), the records of
  * finished builds are folded into one "kind=sum" line (build "-") holding
- * their totals and fallback reasons. Kept verbatim: the appending build's
- * records and those of any build with a record in the last hour
- * ($CARGO_DISTBUILD_STATS_KEEP_MS; 0 = none), which may still be running.
+ * their totals and fallback reasons. A build is finished once its
+ * "kind=end" marker is there (wrap_stats_end, written by `cargo distbuild
+ * build` after its report), or when its last record is more than an hour
+ * old ($CARGO_DISTBUILD_STATS_KEEP_MS; 0 = at once). The appending build's
+ * records are always kept.
  * The file is rewritten and renamed into place under an exclusive flock
  * on stats.log.lock; appends hold it shared, so none is lost. A compactor
  * that finds the lock taken skips the work.
@@ -67,6 +69,9 @@ typedef struct wrap_stats_sum {
   } reasons[WRAP_STATS_MAX_REASONS]; /* fallback reasons, most frequent */
   int n_reasons;
 } wrap_stats_sum;
+
+/* Mark build_id as finished (its records may then be folded). */
+int wrap_stats_end(const char *build_id);
 
 /* Path of the stats file (malloc'd) or NULL. */
 char *wrap_stats_path(void);

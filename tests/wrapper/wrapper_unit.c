@@ -628,6 +628,24 @@ static void test_stats_compact(void **state) {
   assert_int_equal(wrap_stats_load(path, "y", &last, &total, NULL), 0);
   assert_int_equal(last.remote, 10);
   assert_int_equal(total.records, 50);
+  /* ...unless their end marker says they are over (what `cargo distbuild
+   * build` writes after its report): then they fold at once. */
+  assert_int_equal(wrap_stats_end("x"), 0);
+  assert_int_equal(wrap_stats_end("y"), 0);
+  setenv("CARGO_DISTBUILD_BUILD_ID", "z", 1);
+  for (int i = 0; i < 3; i++)
+    assert_int_equal(wrap_stats_append(&r), 0);
+  assert_int_equal(wrap_read_file(path, 0, &text, &len), 0);
+  assert_null(strstr(text, "build=x\t"));
+  assert_null(strstr(text, "build=y\t"));
+  assert_non_null(strstr(text, "build=z\t"));
+  free(text);
+  assert_int_equal(wrap_stats_load(path, NULL, &last, &total, &id), 0);
+  assert_string_equal(id, "z");
+  assert_int_equal(last.remote, 3);
+  assert_int_equal(total.records, 53);
+  assert_int_equal(total.remote, 33);
+  free(id);
   free(path);
   unsetenv("CARGO_DISTBUILD_STATS_DIR");
   unsetenv("CARGO_DISTBUILD_STATS_MAX_BYTES");
