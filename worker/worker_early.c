@@ -129,6 +129,32 @@ out:
   return rv;
 }
 
+/* WorkerService.Progress carrying early for this lease. */
+static int send_progress(wk_early *e, EarlyPb *early) {
+  ProgReq req = DISTBUILD__WORKER__V1__PROGRESS_REQUEST__INIT;
+  uint8_t *buf = NULL, *resp = NULL;
+  size_t blen = 0, rlen = 0;
+  rpc_status st = {0};
+  int rv;
+  req.worker_id = e->worker_id;
+  req.session_id = e->session_id;
+  req.lease_id = e->lease_id;
+  req.early = early;
+  rv = reapi_pb_pack(&req.base, &buf, &blen);
+  if (rv == 0)
+    rv = rpc_client_unary(cas_client_rpc(e->cas), PROGRESS_PATH, buf, blen,
+                          10000, &resp, &rlen, &st);
+  if (rv == 0 && st.code != RPC_OK) {
+    DB_DEBUG("worker", "lease %s: Progress: %s %s", e->lease_id,
+             rpc_code_name(st.code), st.message ? st.message : "");
+    rv = DB_EUNAVAIL;
+  }
+  rpc_status_clear(&st);
+  free(resp);
+  free(buf);
+  return rv;
+}
+
 /* Send ProgressRequest with the announced files (inline, or uploaded
  * first when large) and stderr[0, n). */
 static int send_early(wk_early *e, const char *rmeta, size_t n) {
@@ -140,11 +166,8 @@ static int send_early(wk_early *e, const char *rmeta, size_t n) {
   PbOutputFile files[2], *fp[2];
   PbDigest pd[2];
   EarlyPb early = DISTBUILD__WORKER__V1__EARLY_OUTPUTS__INIT;
-  ProgReq req = DISTBUILD__WORKER__V1__PROGRESS_REQUEST__INIT;
-  uint8_t *buf = NULL, *resp = NULL;
-  size_t blen = 0, rlen = 0, nf = 0;
+  size_t nf = 0;
   uint64_t raw = 0, wire = 0;
-  rpc_status st = {0};
   int64_t t0 = rpc_now_ms();
   int rv = 0;
 
@@ -186,19 +209,7 @@ static int send_early(wk_early *e, const char *rmeta, size_t n) {
     early.stderr_prefix.len = n;
     early.files = fp;
     early.n_files = nf;
-    req.worker_id = e->worker_id;
-    req.session_id = e->session_id;
-    req.lease_id = e->lease_id;
-    req.early = &early;
-    rv = reapi_pb_pack(&req.base, &buf, &blen);
-  }
-  if (rv == 0)
-    rv = rpc_client_unary(cas_client_rpc(e->cas), PROGRESS_PATH, buf, blen,
-                          10000, &resp, &rlen, &st);
-  if (rv == 0 && st.code != RPC_OK) {
-    DB_DEBUG("worker", "lease %s: Progress: %s %s", e->lease_id,
-             rpc_code_name(st.code), st.message ? st.message : "");
-    rv = DB_EUNAVAIL;
+    rv = send_progress(e, &early);
   }
   if (rv == 0)
     DB_DEBUG(
@@ -209,9 +220,6 @@ static int send_early(wk_early *e, const char *rmeta, size_t n) {
   else
     DB_WARN("worker", "lease %s: early outputs not sent: %s", e->lease_id,
             db_strerror(rv));
-  rpc_status_clear(&st);
-  free(resp);
-  free(buf);
   for (size_t i = 0; i < nf; i++)
     free(data[i]);
   return rv;
@@ -225,11 +233,6 @@ static int send_linked(wk_early *e, const char *rel, reapi_digest d) {
   PbOutputFile *fp[1] = {&f};
   PbDigest pd;
   EarlyPb early = DISTBUILD__WORKER__V1__EARLY_OUTPUTS__INIT;
-  ProgReq req = DISTBUILD__WORKER__V1__PROGRESS_REQUEST__INIT;
-  uint8_t *buf = NULL, *resp = NULL;
-  size_t blen = 0, rlen = 0;
-  rpc_status st = {0};
-  int rv;
 
   build__bazel__remote__execution__v2__output_file__init(&f);
   build__bazel__remote__execution__v2__digest__init(&pd);
@@ -238,20 +241,7 @@ static int send_linked(wk_early *e, const char *rel, reapi_digest d) {
   f.digest = &pd;
   early.files = fp;
   early.n_files = 1;
-  req.worker_id = e->worker_id;
-  req.session_id = e->session_id;
-  req.lease_id = e->lease_id;
-  req.early = &early;
-  rv = reapi_pb_pack(&req.base, &buf, &blen);
-  if (rv == 0)
-    rv = rpc_client_unary(cas_client_rpc(e->cas), PROGRESS_PATH, buf, blen,
-                          10000, &resp, &rlen, &st);
-  if (rv == 0 && st.code != RPC_OK)
-    rv = DB_EUNAVAIL;
-  rpc_status_clear(&st);
-  free(resp);
-  free(buf);
-  return rv;
+  return send_progress(e, &early);
 }
 
 /* rustc announced a finished link output: upload it while rustc exits,

@@ -176,6 +176,17 @@ static void add_reason(wrap_stats_sum *s, const char *r, size_t len,
   }
 }
 
+/* Bytes and times: the same fields in a record and in a summary line. */
+static void add_amounts(wrap_stats_sum *s, const char *line) {
+  s->up_raw += (uint64_t)num(line, "up_raw");
+  s->up_wire += (uint64_t)num(line, "up_wire");
+  s->down_raw += (uint64_t)num(line, "down_raw");
+  s->down_wire += (uint64_t)num(line, "down_wire");
+  s->saved_ms += num(line, "saved_ms");
+  s->exec_ms += num(line, "exec_ms");
+  s->wall_ms += num(line, "wall_ms");
+}
+
 /* A summary line (kind=sum) written by compaction: its counters, and
  * fallback reasons as r0..r15 = "COUNT TEXT". */
 static void account_sum(wrap_stats_sum *s, const char *line) {
@@ -187,13 +198,7 @@ static void account_sum(wrap_stats_sum *s, const char *line) {
   s->local += (uint64_t)num(line, "local");
   s->fallbacks += (uint64_t)num(line, "fallbacks");
   s->early += (uint64_t)num(line, "early");
-  s->up_raw += (uint64_t)num(line, "up_raw");
-  s->up_wire += (uint64_t)num(line, "up_wire");
-  s->down_raw += (uint64_t)num(line, "down_raw");
-  s->down_wire += (uint64_t)num(line, "down_wire");
-  s->saved_ms += num(line, "saved_ms");
-  s->exec_ms += num(line, "exec_ms");
-  s->wall_ms += num(line, "wall_ms");
+  add_amounts(s, line);
   for (int i = 0; i < WRAP_STATS_MAX_REASONS; i++) {
     char key[8];
     size_t len;
@@ -242,13 +247,7 @@ static void account(wrap_stats_sum *s, const char *line) {
   } else if (kl == 5 && strncmp(k, "local", 5) == 0) {
     s->local++;
   }
-  s->up_raw += (uint64_t)num(line, "up_raw");
-  s->up_wire += (uint64_t)num(line, "up_wire");
-  s->down_raw += (uint64_t)num(line, "down_raw");
-  s->down_wire += (uint64_t)num(line, "down_wire");
-  s->saved_ms += num(line, "saved_ms");
-  s->exec_ms += num(line, "exec_ms");
-  s->wall_ms += num(line, "wall_ms");
+  add_amounts(s, line);
   s->early += (uint64_t)(num(line, "early") > 0);
 }
 
