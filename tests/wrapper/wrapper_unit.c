@@ -652,6 +652,55 @@ static void test_stats_compact(void **state) {
   unsetenv("CARGO_DISTBUILD_BUILD_ID");
 }
 
+/* Concurrent appenders while compaction keeps rewriting the file: the
+ * shared/exclusive lock must not let a single record fall into a file
+ * that is being replaced. */
+static void test_stats_compact_concurrent(void **state) {
+  char dir[300], *path;
+  wrap_stats_sum last, total;
+  pid_t kids[4];
+  (void)state;
+  snprintf(dir, sizeof(dir), "%s/stats-concurrent", g_tmp);
+  setenv("CARGO_DISTBUILD_STATS_DIR", dir, 1);
+  setenv("CARGO_DISTBUILD_STATS_MAX_BYTES", "3000", 1);
+  setenv("CARGO_DISTBUILD_STATS_KEEP_MS", "0", 1);
+  for (int k = 0; k < 4; k++) {
+    kids[k] = fork();
+    assert_true(kids[k] >= 0);
+    if (kids[k] == 0) {
+      wrap_stat_rec r;
+      char b[16];
+      int bad = 0;
+      memset(&r, 0, sizeof(r));
+      r.kind = WRAP_KIND_REMOTE;
+      r.crate = "c";
+      r.up_wire = 1;
+      for (int i = 0; i < 150; i++) {
+        /* A new build every 10 records, so there is always something to
+         * fold. */
+        snprintf(b, sizeof(b), "k%d-%d", k, i / 10);
+        setenv("CARGO_DISTBUILD_BUILD_ID", b, 1);
+        bad |= wrap_stats_append(&r) != 0;
+      }
+      _exit(bad);
+    }
+  }
+  for (int k = 0; k < 4; k++) {
+    int st = 0;
+    assert_int_equal(waitpid(kids[k], &st, 0), kids[k]);
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+  }
+  path = wrap_stats_path();
+  assert_int_equal(wrap_stats_load(path, NULL, &last, &total, NULL), 0);
+  assert_int_equal(total.remote, 600);
+  assert_int_equal(total.up_wire, 600);
+  free(path);
+  unsetenv("CARGO_DISTBUILD_STATS_DIR");
+  unsetenv("CARGO_DISTBUILD_STATS_MAX_BYTES");
+  unsetenv("CARGO_DISTBUILD_STATS_KEEP_MS");
+  unsetenv("CARGO_DISTBUILD_BUILD_ID");
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_args_lib),
@@ -667,6 +716,7 @@ int main(void) {
       cmocka_unit_test(test_config),
       cmocka_unit_test(test_stats),
       cmocka_unit_test(test_stats_compact),
+      cmocka_unit_test(test_stats_compact_concurrent),
   };
   return cmocka_run_group_tests(tests, setup_tmp, teardown_tmp);
 }
