@@ -350,7 +350,7 @@ static void maybe_compact(const char *path) {
   wrap_strv active = {0}, ended = {0};
   char *text = NULL, *tmp = NULL, *head = NULL;
   size_t tlen = 0, klen = 0, folded = 0;
-  int lk = lock_stats(path, LOCK_EX | LOCK_NB), fd = -1;
+  int lk = lock_stats(path, LOCK_EX | LOCK_NB), fd;
   int64_t keep = env_num("CARGO_DISTBUILD_STATS_KEEP_MS", KEEP_MS);
   int64_t cut = keep > 0 ? wrap_now_ms() - keep : INT64_MAX;
   memset(&old, 0, sizeof(old));
@@ -419,16 +419,14 @@ static void maybe_compact(const char *path) {
   if (head == NULL || tmp == NULL)
     goto out;
   fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0 || wrap_write_all(fd, head, strlen(head)) != 0 ||
-      wrap_write_all(fd, text, klen) != 0 || close(fd) != 0 ||
-      rename(tmp, path) != 0) {
-    if (fd >= 0)
+  if (fd >= 0) {
+    int ok = wrap_write_all(fd, head, strlen(head)) == 0 &&
+             wrap_write_all(fd, text, klen) == 0;
+    ok = close(fd) == 0 && ok;
+    if (!ok || rename(tmp, path) != 0)
       (void)unlink(tmp);
   }
-  fd = -1;
 out:
-  if (fd >= 0)
-    close(fd);
   if (lk >= 0)
     close(lk);
   wrap_strv_free(&active);
