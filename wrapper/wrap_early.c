@@ -54,6 +54,18 @@ static void release_early(wrap_remote_result *res, char **paths,
   res->early_released = 1;
 }
 
+/* Write an output that came inline after checking it against d: 0,
+ * DB_EDIGEST, or the write's error. */
+static int write_inline(const char *abs, const PbOutputFile *f,
+                        const reapi_digest *d) {
+  reapi_digest got;
+  reapi_digest_of(f->contents.data, f->contents.len, &got);
+  if (!reapi_digest_eq(&got, d))
+    return DB_EDIGEST;
+  return wrap_write_atomic(abs, f->contents.data, f->contents.len,
+                           f->is_executable ? 0755 : 0644);
+}
+
 /* A hit, pipelined like a local rustc: write the .rmeta and .d that came
  * inline in the ActionResult, and if the caller agrees (progress "early")
  * write rustc's stderr up to its metadata notice, so cargo starts the
@@ -81,19 +93,15 @@ void wrap_early_hit(const wrap_action *act, const PbActionResult *ar,
     goto out;
   for (size_t i = 0; i < ar->n_output_files; i++) {
     const PbOutputFile *f = ar->output_files[i];
-    reapi_digest got;
     char *abs;
     if (f->path == NULL || !wrap_early_kind(f->path))
       continue;
     if (reapi_pb_digest_get(f->digest, &dg[n]) != 0 ||
         (size_t)dg[n].size != f->contents.len)
       goto out; /* not inlined (or not valid): no early path */
-    reapi_digest_of(f->contents.data, f->contents.len, &got);
     abs = wrap_path_join(act->out_base, f->path);
-    if (abs == NULL || !reapi_digest_eq(&got, &dg[n]) ||
-        !wrap_strv_has(&act->outputs, abs) ||
-        wrap_write_atomic(abs, f->contents.data, f->contents.len,
-                          f->is_executable ? 0755 : 0644) != 0) {
+    if (abs == NULL || !wrap_strv_has(&act->outputs, abs) ||
+        write_inline(abs, f, &dg[n]) != 0) {
       free(abs);
       goto out;
     }
@@ -179,12 +187,7 @@ void wrap_early_write(const Distbuild__Worker__V1__EarlyOutputs *eo,
     }
     paths[n] = p;
     if (f->contents.len > 0 || dg[n].size == 0) {
-      reapi_digest got;
-      reapi_digest_of(f->contents.data, f->contents.len, &got);
-      rv = reapi_digest_eq(&got, &dg[n])
-               ? wrap_write_atomic(p, f->contents.data, f->contents.len,
-                                   f->is_executable ? 0755 : 0644)
-               : DB_EDIGEST;
+      rv = write_inline(p, f, &dg[n]);
       n++;
       if (rv != 0)
         goto out;
