@@ -197,6 +197,8 @@ typedef struct sbx_result {
   uint64_t user_us, sys_us;   /* CPU of every process in the sandbox */
   uint64_t peak_memory_bytes; /* cgroup peak, else max RSS of one process */
   sbx_cgroup_mode cgroup;     /* backend that applied limits / accounting */
+  int cgroup_preplaced;       /* forked inside a cgroup prepared in advance
+                                 (v1 anchor): no migration after clone() */
   char error[256];            /* set-up failure detail when sbx_run fails */
 } sbx_result;
 
@@ -211,5 +213,13 @@ typedef struct sbx_result {
  *   DB_ENOMEM   allocation failed
  * Thread-safe for distinct requests. */
 int sbx_run(const sbx_request *req, sbx_result *res);
+
+/* With cgroup v1 limits, sbx_run() keeps helper threads ("anchors", at most
+ * one per concurrent caller, 16 in all) that wait inside prepared cgroups
+ * so that a sandbox needs no cgroup migration; they live as long as the
+ * process.  Call this before exiting, once no sbx_run() is in progress, to
+ * remove their cgroups (else the next prober removes them).  Takes about
+ * one RCU grace period per anchor; sbx_run() attaches as before afterwards. */
+void sbx_shutdown(void);
 
 #endif

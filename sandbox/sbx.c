@@ -3,8 +3,10 @@
  *
  * Supervisor (the calling thread), per sbx_run():
  *   build the plan (paths, stdio, mount list) -> create the cgroup with its
- *   limits -> pipes -> clone() with every namespace and a pidfd -> write the
- *   uid/gid maps -> attach the child to the cgroup -> release it through the
+ *   limits, or take one an anchor thread already sits in (sbx_anchor.c) ->
+ *   pipes -> clone() with every namespace and a pidfd, from the anchor if
+ *   there is one -> write the uid/gid maps -> attach the child to the
+ *   cgroup unless it was forked inside it -> release it through the
  *   sync pipe -> poll the pidfd until exit or timeout (timeout: SIGKILL pid
  *   1, which takes the whole PID namespace down, plus cgroup.kill) -> reap
  *   -> read the report pipe -> cgroup stats -> rmdir.
@@ -367,6 +369,7 @@ static int wait_child(pid_t pid, int pidfd, const sbx_plan *p, sbx_cgroup *cg,
 
 int sbx_run_plan(sbx_plan *p, const sbx_request *req, sbx_result *res) {
   sbx_cgroup *cg = NULL;
+  sbx_anchor *anchor = NULL;
   int sync_fd[2] = {-1, -1}, rep[2] = {-1, -1}, owned[3] = {-1, -1, -1};
   int pidfd = -1, rc = 0, st = 0, i, have_status = 0, action_st = 0;
   struct sbx_msg m, first_err;
@@ -405,7 +408,13 @@ int sbx_run_plan(sbx_plan *p, const sbx_request *req, sbx_result *res) {
       goto out;
   }
   if (lim->memory_bytes || lim->pids || lim->cpu_millis) {
-    rc = sbx_cgroup_new(lim, &cg, res->error, sizeof(res->error));
+    /* Preferably a set some thread of ours already sits in (sbx_anchor.c):
+     * no migration, so no grace period, between clone() and the go-ahead. */
+    anchor = sbx_anchor_take(lim, &cg);
+    if (anchor)
+      rc = sbx_cgroup_apply(cg, lim, 1, res->error, sizeof(res->error));
+    else
+      rc = sbx_cgroup_new(lim, &cg, res->error, sizeof(res->error));
     if (rc != 0)
       goto out;
   }
@@ -423,24 +432,30 @@ int sbx_run_plan(sbx_plan *p, const sbx_request *req, sbx_result *res) {
   flags = p->use_ns ? sbx_ns_clone_flags() : 0;
   if (p->use_ns)
     p->net_fd = sbx_net_pool_get();
-  if (p->net_fd >= 0) {
-    rc = sbx_net_pool_enter(p->net_fd);
+  if (p->net_fd >= 0)
+    flags &= ~(unsigned long)CLONE_NEWNET;
+  t0 = sbx_util_now_us();
+  if (anchor) {
+    pid = sbx_anchor_fork(anchor, p, flags, child_main, &pidfd);
+    anchor = NULL;
+    res->cgroup_preplaced = pid > 0;
+  } else {
+    /* setns(CLONE_NEWNET) is per thread: enter just for the clone. */
+    rc = p->net_fd >= 0 ? sbx_net_pool_enter(p->net_fd) : 0;
     if (rc != 0) {
       sbx_util_msg(res->error, sizeof(res->error), "setns net: %s",
                    strerror(-rc));
       rc = DB_ESYS;
       goto out;
     }
-    flags &= ~(unsigned long)CLONE_NEWNET;
+    pid = sbx_util_clone(flags | SIGCHLD, &pidfd);
+    if (pid < 0 && errno == EINVAL) /* no CLONE_PIDFD */
+      pid = sbx_util_clone(flags | SIGCHLD, NULL);
+    if (pid == 0)
+      child_main(p);
+    if (p->net_fd >= 0)
+      sbx_net_pool_leave();
   }
-  t0 = sbx_util_now_us();
-  pid = sbx_util_clone(flags | SIGCHLD, &pidfd);
-  if (pid < 0 && errno == EINVAL) /* no CLONE_PIDFD */
-    pid = sbx_util_clone(flags | SIGCHLD, NULL);
-  if (pid == 0)
-    child_main(p);
-  if (p->net_fd >= 0)
-    sbx_net_pool_leave();
   if (pid < 0) {
     rc = DB_ESYS;
     sbx_util_msg(res->error, sizeof(res->error), "clone: %s", strerror(errno));
@@ -455,7 +470,7 @@ int sbx_run_plan(sbx_plan *p, const sbx_request *req, sbx_result *res) {
       sbx_util_msg(res->error, sizeof(res->error), "uid/gid map: %s",
                    strerror(-rc));
   }
-  if (rc == 0 && cg) {
+  if (rc == 0 && cg && !res->cgroup_preplaced) {
     rc = sbx_cgroup_attach(cg, pid);
     if (rc != 0)
       sbx_util_msg(res->error, sizeof(res->error), "cgroup attach: %s",
@@ -514,6 +529,8 @@ int sbx_run_plan(sbx_plan *p, const sbx_request *req, sbx_result *res) {
   res->cgroup = sbx_cgroup_mode_of(cg);
   sbx_cgroup_stats(cg, res);
 out:
+  if (anchor) /* taken but not forked from: it leaves cg, then cg goes */
+    sbx_anchor_fork(anchor, NULL, 0, NULL, NULL);
   if (cg && pid > 0)
     sbx_cgroup_kill(cg);
   sbx_cgroup_free(cg);

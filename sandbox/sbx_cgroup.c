@@ -15,7 +15,9 @@
  *
  * Per action: "<base>/sbx-<pid>-<n>", limits written, the sandbox's pid 1
  * attached before it is released (so every descendant is inside), stats
- * read after the final reap, then rmdir.
+ * read after the final reap, then rmdir.  On v1 the set is usually made
+ * earlier by an anchor thread that moved itself in and forks pid 1 there
+ * (sbx_anchor.c), so no attach is needed.
  */
 #include "sbx_int.h"
 
@@ -32,6 +34,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 enum { CG_MEMORY = 0, CG_PIDS = 1, CG_CPU = 2, CG_N = 3 };
@@ -334,10 +337,11 @@ static int write_knob(const char *dir, const char *knob, const char *val,
   return rc;
 }
 
-int sbx_cgroup_new(const sbx_limits *lim, sbx_cgroup **out, char *err,
-                   size_t errlen) {
+/* Make the directories |lim| needs, without writing any limit. */
+static int cg_create(const sbx_limits *lim, sbx_cgroup **out, char *err,
+                     size_t errlen) {
   sbx_cgroup *cg;
-  char name[64], v[64];
+  char name[64];
   int i, rc = 0;
 
   *out = NULL;
@@ -371,6 +375,18 @@ int sbx_cgroup_new(const sbx_limits *lim, sbx_cgroup **out, char *err,
     }
     cg->idx[cg->n++] = i;
   }
+  *out = cg;
+  return 0;
+fail:
+  sbx_cgroup_free(cg);
+  return rc;
+}
+
+int sbx_cgroup_apply(sbx_cgroup *cg, const sbx_limits *lim,
+                     unsigned extra_tasks, char *err, size_t errlen) {
+  char v[64];
+  int i, rc = 0;
+
   for (i = 0; i < cg->n && rc == 0; i++) {
     const char *d = cg->dir[i];
     int v2 = cg->mode == SBX_CGROUP_V2;
@@ -385,7 +401,7 @@ int sbx_cgroup_new(const sbx_limits *lim, sbx_cgroup **out, char *err,
                    v2 ? "0" : v, err, errlen);
     }
     if (rc == 0 && (v2 || cg->idx[i] == CG_PIDS) && lim->pids) {
-      snprintf(v, sizeof(v), "%u", lim->pids);
+      snprintf(v, sizeof(v), "%u", lim->pids + extra_tasks);
       rc = write_knob(d, "pids.max", v, err, errlen);
     }
     if (rc == 0 && (v2 || cg->idx[i] == CG_CPU) && lim->cpu_millis &&
@@ -401,16 +417,77 @@ int sbx_cgroup_new(const sbx_limits *lim, sbx_cgroup **out, char *err,
       }
     }
   }
-  if (rc != 0) {
-    rc = DB_ESYS;
-    goto fail;
-  }
+  if (rc != 0)
+    return DB_ESYS;
   err[0] = '\0';
-  *out = cg;
   return 0;
-fail:
-  sbx_cgroup_free(cg);
+}
+
+int sbx_cgroup_new(const sbx_limits *lim, sbx_cgroup **out, char *err,
+                   size_t errlen) {
+  int rc = cg_create(lim, out, err, errlen);
+  if (rc == 0 && *out) {
+    rc = sbx_cgroup_apply(*out, lim, 0, err, errlen);
+    if (rc != 0) {
+      sbx_cgroup_free(*out);
+      *out = NULL;
+    }
+  }
   return rc;
+}
+
+/* v1 moves single threads through "tasks"; v2 has no such file for domain
+ * cgroups, which is why anchors are v1 only. */
+static int move_thread(const char *dir) {
+  char path[PATH_MAX + 16], v[32];
+  snprintf(path, sizeof(path), "%s/tasks", dir);
+  snprintf(v, sizeof(v), "%ld", (long)syscall(SYS_gettid));
+  return sbx_util_write_str(path, v);
+}
+
+static int enter_thread(sbx_cgroup *cg) {
+  int rc;
+  if (cg->mode != SBX_CGROUP_V1)
+    return DB_EUNSUPP;
+  for (int i = 0; i < cg->n; i++) {
+    rc = move_thread(cg->dir[i]);
+    if (rc != 0)
+      return DB_ESYS;
+  }
+  return 0;
+}
+
+int sbx_cgroup_new_anchor(const sbx_limits *lim, sbx_cgroup **out) {
+  char err[256];
+  int rc;
+  *out = NULL;
+  if (g_cg.mode != SBX_CGROUP_V1)
+    return DB_EUNSUPP;
+  rc = cg_create(lim, out, err, sizeof(err));
+  if (rc == 0 && *out) {
+    rc = enter_thread(*out);
+    if (rc != 0) {
+      DB_WARN("sandbox", "cgroup anchor: %s", db_strerror(rc));
+      sbx_cgroup_leave_thread();
+      sbx_cgroup_free(*out);
+      *out = NULL;
+    }
+  }
+  return rc;
+}
+
+void sbx_cgroup_leave_thread(void) {
+  for (int i = 0; i < CG_N; i++)
+    if (g_cg.mode == SBX_CGROUP_V1 && g_cg.base[i][0] &&
+        move_thread(g_cg.base[i]) != 0)
+      DB_WARN("sandbox", "cannot move a thread back to %s", g_cg.base[i]);
+}
+
+int sbx_cgroup_pids_dir(const sbx_cgroup *cg, char *out, size_t cap) {
+  for (int i = 0; cg && i < cg->n; i++)
+    if (cg->idx[i] == CG_PIDS && cg->mode == SBX_CGROUP_V1)
+      return sbx_util_strlcpy(out, cg->dir[i], cap) < cap ? 0 : DB_ETOOBIG;
+  return DB_ENOTFOUND;
 }
 
 sbx_cgroup_mode sbx_cgroup_mode_of(const sbx_cgroup *cg) {
@@ -441,7 +518,8 @@ static int kill_listed(const char *dir) {
     long pid = strtol(p, &end, 10);
     if (end == p)
       break;
-    if (pid > 0 && kill((pid_t)pid, SIGKILL) == 0)
+    /* A cgroup anchor (a thread of this process) may still sit here. */
+    if (pid > 0 && pid != (long)getpid() && kill((pid_t)pid, SIGKILL) == 0)
       n++;
   }
   return n;

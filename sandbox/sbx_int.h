@@ -243,7 +243,19 @@ void sbx_cgroup_probe(sbx_features *f);
  * backend is available.  0 or DB_E*. Free with sbx_cgroup_free(). */
 int sbx_cgroup_new(const sbx_limits *lim, sbx_cgroup **out, char *err,
                    size_t errlen);
+/* Write |lim| into an existing cgroup; pids.max gets |extra_tasks| more
+ * (an anchor thread still inside).  0 or DB_ESYS with |err| filled. */
+int sbx_cgroup_apply(sbx_cgroup *cg, const sbx_limits *lim,
+                     unsigned extra_tasks, char *err, size_t errlen);
 int sbx_cgroup_attach(sbx_cgroup *cg, pid_t pid);
+/* Anchors (v1 only, see sbx_anchor.c): create a limit-less cgroup set with
+ * the hierarchies |lim| needs and move the calling thread into it.
+ * 0 (*out owned by the caller), DB_EUNSUPP (not v1), DB_E* otherwise. */
+int sbx_cgroup_new_anchor(const sbx_limits *lim, sbx_cgroup **out);
+/* Move the calling thread back to the cgroups per-action ones are made in. */
+void sbx_cgroup_leave_thread(void);
+/* Copy the v1 pids directory of |cg| into |out|. 0 or DB_ENOTFOUND. */
+int sbx_cgroup_pids_dir(const sbx_cgroup *cg, char *out, size_t cap);
 /* Kill every process in the cgroup (v2 cgroup.kill, else each pid). */
 void sbx_cgroup_kill(sbx_cgroup *cg);
 /* Read accounting; fields not available are left untouched. */
@@ -251,6 +263,26 @@ void sbx_cgroup_stats(sbx_cgroup *cg, sbx_result *res);
 /* Remove the cgroup (waits briefly for it to empty) and free. NULL-safe. */
 void sbx_cgroup_free(sbx_cgroup *cg);
 sbx_cgroup_mode sbx_cgroup_mode_of(const sbx_cgroup *cg);
+
+/* ---- sbx_anchor.c ----------------------------------------------------------
+ */
+
+typedef struct sbx_anchor sbx_anchor;
+
+/* A ready anchor whose cgroup set fits |lim|, waiting briefly for one that
+ * is being prepared; NULL when there is none (then one is started for next
+ * time, and the caller creates and attaches a cgroup itself).  The caller
+ * owns *cg from here on: it writes the limits, then calls
+ * sbx_anchor_fork() or sbx_anchor_fork(a, NULL, ...) to give the anchor
+ * back without forking. */
+sbx_anchor *sbx_anchor_take(const sbx_limits *lim, sbx_cgroup **cg);
+/* Have the anchor thread clone(|flags|) the sandbox child, which runs
+ * |child|(|p|) and never returns; the pooled network namespace in
+ * p->net_fd is entered for the clone.  Returns the pid (the child is this
+ * process's to reap), or -1 with errno set.  p == NULL: no fork, returns 0.
+ * Either way |a| goes back to its pool and must not be used again. */
+pid_t sbx_anchor_fork(sbx_anchor *a, sbx_plan *p, unsigned long flags,
+                      void (*child)(sbx_plan *), int *pidfd);
 
 /* Cgroup-file parsers, exposed for unit tests.
  * Find the value of |key| in "key value\n" lines. 0 or DB_ENOTFOUND. */

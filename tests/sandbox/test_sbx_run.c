@@ -10,6 +10,7 @@
 #include "db_err.h"
 #include "sandbox.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
@@ -364,13 +365,268 @@ static void test_net_reuse(void **state) {
   assert_string_equal(out, "0\nlo\nlo-ok\ndenied\n");
 }
 
+/* ---- cgroup anchors (sbx_anchor.c, cgroup v1 only) ---------------------- */
+
+/* Mount point of the v1 hierarchy with |ctrl| (its root must be "/"). */
+static int v1_mount(const char *ctrl, char *out, size_t cap) {
+  FILE *f = fopen("/proc/self/mountinfo", "r");
+  char line[4096], opt[64];
+  int found = 0;
+  snprintf(opt, sizeof(opt), ",%s", ctrl);
+  while (f && !found && fgets(line, sizeof(line), f)) {
+    char root[1024], mnt[1024], *dash = strstr(line, " - cgroup ");
+    size_t n;
+    if (!dash || sscanf(line, "%*s %*s %*s %1023s %1023s", root, mnt) != 2)
+      continue;
+    n = strcspn(dash, "\n");
+    dash[n] = '\0';
+    /* super options end the line: "... rw,pids" */
+    if (strcmp(root, "/") == 0 && strlen(dash) >= strlen(opt) &&
+        strcmp(dash + strlen(dash) - strlen(opt), opt) == 0) {
+      snprintf(out, cap, "%s", mnt);
+      found = 1;
+    }
+  }
+  if (f)
+    fclose(f);
+  return found ? 0 : -1;
+}
+
+struct bg_run {
+  sbx_request *r;
+  sbx_result res;
+  int rc;
+};
+
+static void *bg_main(void *arg) {
+  struct bg_run *b = arg;
+  b->rc = sbx_run(b->r, &b->res);
+  return NULL;
+}
+
+/* The sandbox's cgroup path for |ctrl| from /proc/self/cgroup text. */
+static int cg_path(const char *text, const char *ctrl, char *out, size_t cap) {
+  char key[64];
+  const char *p;
+  snprintf(key, sizeof(key), ":%s:", ctrl);
+  p = strstr(text, key);
+  if (!p)
+    return -1;
+  p += strlen(key);
+  snprintf(out, cap, "%.*s", (int)strcspn(p, "\n"), p);
+  return 0;
+}
+
+static void read_knob(const char *mnt, const char *path, const char *knob,
+                      char *out, size_t cap) {
+  char file[4096];
+  FILE *f;
+  snprintf(file, sizeof(file), "%s%s/%s", mnt, path, knob);
+  f = fopen(file, "r");
+  assert_non_null(f);
+  out[fread(out, 1, cap - 1, f)] = '\0';
+  fclose(f);
+  if (strchr(out, '\n') == out + strlen(out) - 1)
+    out[strlen(out) - 1] = '\0'; /* one line: without its newline */
+}
+
+/* After the second limited run has started an anchor, later runs fork
+ * inside a prepared cgroup set: the flag says so, the limits are exactly
+ * the requested ones once the anchor thread has left (pids.max was one
+ * higher while it sat there), this process is not left inside, and the
+ * caller's own thread never moved. */
+static void test_anchor_placement(void **state) {
+  const char *argv[] = {"sh", "-c", "cat /proc/self/cgroup; sleep 0.5", NULL};
+  char before[4096], after[4096], out[4096], mem_mnt[1024], pids_mnt[1024];
+  char mem[1024], pids[1024], v[256];
+  int preplaced = 0;
+  FILE *f;
+  (void)state;
+  if (sbx_probe()->cgroup != SBX_CGROUP_V1 ||
+      v1_mount("memory", mem_mnt, sizeof(mem_mnt)) != 0 ||
+      v1_mount("pids", pids_mnt, sizeof(pids_mnt))) {
+    skip();
+    return;
+  }
+  f = fopen("/proc/thread-self/cgroup", "r");
+  assert_non_null(f);
+  before[fread(before, 1, sizeof(before) - 1, f)] = '\0';
+  fclose(f);
+  for (int run = 0; run < 5; run++) {
+    struct bg_run b;
+    sbx_limits lim;
+    pthread_t th;
+    ssize_t n, off = 0;
+    int p[2];
+    memset(&b, 0, sizeof(b));
+    memset(&lim, 0, sizeof(lim));
+    lim.memory_bytes = 256u << 20;
+    lim.pids = 16;
+    b.r = mkreq(argv);
+    sbx_request_set_limits(b.r, &lim);
+    assert_int_equal(pipe(p), 0);
+    sbx_request_set_stdio_fd(b.r, 1, p[1]);
+    assert_int_equal(pthread_create(&th, NULL, bg_main, &b), 0);
+    /* The cgroup lines come first; then the action sleeps. */
+    while (off < (ssize_t)sizeof(out) - 1 &&
+           (off == 0 || !strstr(out, ":pids:") || !strstr(out, ":memory:") ||
+            out[off - 1] != '\n') &&
+           (n = read(p[0], out + off, sizeof(out) - 1 - (size_t)off)) > 0) {
+      off += n;
+      out[off] = '\0';
+    }
+    if (run > 0) {
+      usleep(150000); /* the anchor moves on within a grace period or two */
+      assert_int_equal(cg_path(out, "memory", mem, sizeof(mem)), 0);
+      assert_int_equal(cg_path(out, "pids", pids, sizeof(pids)), 0);
+      assert_non_null(strstr(mem, "/sbx-"));
+      read_knob(pids_mnt, pids, "pids.max", v, sizeof(v));
+      assert_string_equal(v, "16");
+      read_knob(mem_mnt, mem, "memory.limit_in_bytes", v, sizeof(v));
+      assert_int_equal(strtoull(v, NULL, 10), 256u << 20);
+      /* Only the sandbox's processes: no thread of ours is left there. */
+      read_knob(pids_mnt, pids, "cgroup.procs", out, sizeof(out));
+      for (char *t = strtok(out, "\n"); t; t = strtok(NULL, "\n"))
+        assert_int_not_equal(atoi(t), (int)getpid());
+    }
+    pthread_join(th, NULL);
+    close(p[1]);
+    close(p[0]);
+    assert_int_equal(b.rc, 0);
+    assert_true(b.res.exited && b.res.exit_code == 0);
+    assert_int_equal(b.res.cgroup, SBX_CGROUP_V1);
+    preplaced += b.res.cgroup_preplaced;
+    sbx_request_free(b.r);
+    usleep(100000); /* let the anchor prepare the next set */
+  }
+  assert_true(preplaced >= 3);
+  f = fopen("/proc/thread-self/cgroup", "r");
+  assert_non_null(f);
+  after[fread(after, 1, sizeof(after) - 1, f)] = '\0';
+  fclose(f);
+  assert_string_equal(before, after);
+}
+
+/* An anchored run that is killed (timeout, then the OOM killer) takes
+ * down its whole sandbox and nothing of this process: the anchor thread
+ * may still be in the set when the kill lists it. */
+static void test_anchor_kill(void **state) {
+  const char *slow[] = {"sh", "-c", "sleep 30 & sleep 30", NULL};
+  const char *hog[] = {
+      "sh", "-c", "v=$(head -c 200000000 /dev/zero | tr '\\000' a); echo no",
+      NULL};
+  sbx_limits lim;
+  sbx_result res;
+  sbx_request *r;
+  (void)state;
+  if (sbx_probe()->cgroup != SBX_CGROUP_V1) {
+    skip();
+    return;
+  }
+  memset(&lim, 0, sizeof(lim));
+  lim.memory_bytes = 64u << 20;
+  lim.pids = 32;
+  /* Quick runs end while the anchor still sits in the set: the kill at
+   * the end of every run must spare us. */
+  for (int run = 0; run < 6; run++) {
+    const char *quick[] = {"true", NULL};
+    r = mkreq(quick);
+    sbx_request_set_limits(r, &lim);
+    assert_int_equal(sbx_run(r, &res), 0);
+    assert_true(res.exited && res.exit_code == 0);
+    sbx_request_free(r);
+    usleep(30000);
+  }
+  assert_true(res.cgroup_preplaced);
+  lim.timeout_ms = 300;
+  for (int run = 0; run < 3; run++) {
+    r = mkreq(slow);
+    sbx_request_set_limits(r, &lim);
+    assert_int_equal(sbx_run(r, &res), 0);
+    assert_true(res.timed_out);
+    assert_int_equal(res.term_signal, SIGKILL);
+    sbx_request_free(r);
+    usleep(50000);
+  }
+  assert_true(res.cgroup_preplaced);
+  lim.timeout_ms = 20000;
+  r = mkreq(hog);
+  sbx_request_set_limits(r, &lim);
+  assert_int_equal(sbx_run(r, &res), 0);
+  assert_true(res.oom_killed);
+  assert_true(res.cgroup_preplaced);
+  sbx_request_free(r);
+}
+
+/* Count "sbx-<our pid>-*" cgroups in the v1 hierarchy of |ctrl|. */
+static int own_cgroups(const char *ctrl) {
+  char mnt[1024], self[4096], path[1024], dir[2048], prefix[64];
+  struct dirent *e;
+  DIR *d;
+  FILE *f = fopen("/proc/self/cgroup", "r");
+  int n = 0;
+  assert_non_null(f);
+  self[fread(self, 1, sizeof(self) - 1, f)] = '\0';
+  fclose(f);
+  assert_int_equal(v1_mount(ctrl, mnt, sizeof(mnt)), 0);
+  assert_int_equal(cg_path(self, ctrl, path, sizeof(path)), 0);
+  snprintf(dir, sizeof(dir), "%s%s", mnt, path);
+  snprintf(prefix, sizeof(prefix), "sbx-%d-", (int)getpid());
+  d = opendir(dir);
+  assert_non_null(d);
+  while ((e = readdir(d)) != NULL)
+    n += strncmp(e->d_name, prefix, strlen(prefix)) == 0;
+  closedir(d);
+  return n;
+}
+
+/* Anchors sit in cgroups of their own between runs; sbx_shutdown()
+ * removes them all, and later runs still work (attached as before). */
+static void test_anchor_shutdown(void **state) {
+  const char *argv[] = {"true", NULL};
+  char mnt[1024];
+  sbx_limits lim;
+  sbx_result res;
+  sbx_request *r;
+  (void)state;
+  if (sbx_probe()->cgroup != SBX_CGROUP_V1 ||
+      v1_mount("pids", mnt, sizeof(mnt)) != 0) {
+    skip();
+    return;
+  }
+  usleep(100000); /* anchors of the tests above are ready again */
+  assert_true(own_cgroups("memory") >= 1);
+  assert_true(own_cgroups("pids") >= 1);
+  sbx_shutdown();
+  assert_int_equal(own_cgroups("memory"), 0);
+  assert_int_equal(own_cgroups("pids"), 0);
+  memset(&lim, 0, sizeof(lim));
+  lim.memory_bytes = 64u << 20;
+  lim.pids = 8;
+  r = mkreq(argv);
+  sbx_request_set_limits(r, &lim);
+  assert_int_equal(sbx_run(r, &res), 0);
+  assert_true(res.exited && res.exit_code == 0);
+  assert_false(res.cgroup_preplaced);
+  sbx_request_free(r);
+  assert_int_equal(own_cgroups("memory"), 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_exit_code), cmocka_unit_test(test_pipe_capture),
-      cmocka_unit_test(test_timeout),   cmocka_unit_test(test_file_size_limit),
-      cmocka_unit_test(test_nice),      cmocka_unit_test(test_errors),
-      cmocka_unit_test(test_mode_none), cmocka_unit_test(test_threads),
-      cmocka_unit_test(test_net_reuse), cmocka_unit_test(test_dev),
+      cmocka_unit_test(test_exit_code),
+      cmocka_unit_test(test_pipe_capture),
+      cmocka_unit_test(test_timeout),
+      cmocka_unit_test(test_file_size_limit),
+      cmocka_unit_test(test_nice),
+      cmocka_unit_test(test_errors),
+      cmocka_unit_test(test_mode_none),
+      cmocka_unit_test(test_threads),
+      cmocka_unit_test(test_net_reuse),
+      cmocka_unit_test(test_dev),
+      cmocka_unit_test(test_anchor_placement),
+      cmocka_unit_test(test_anchor_kill),
+      cmocka_unit_test(test_anchor_shutdown),
   };
   char err[1024];
   if (sbx_check_mode(SBX_MODE_NAMESPACES, err, sizeof(err)) != 0) {

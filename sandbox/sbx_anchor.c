@@ -1,0 +1,290 @@
+/*
+ * Cgroup anchors: threads that wait inside a fresh cgroup set before any
+ * action needs it, so that the sandbox forked from one starts inside its
+ * cgroups without a migration (cgroup v1 only).
+ *
+ * Why: moving a task into a cgroup (a write to cgroup.procs) takes the
+ * kernel's cgroup_threadgroup_rwsem for writing, and that waits for an RCU
+ * grace period whenever the lock was idle.  On this project's 2-CPU hosts
+ * (kernel 6.18, v1 hybrid) that is 5-20 ms per action, paid between clone()
+ * and the go-ahead: on the critical path of every pipelined crate.  A
+ * child inherits the cgroups of the thread that forks it under the read
+ * side of the same lock, which costs nothing, and v1 can move one thread
+ * on its own (the "tasks" file).  So an anchor moves itself into the next
+ * set while nothing waits for it, and pays the grace period there.
+ *
+ * cgroup v2 does not allow threads of one process in different domain
+ * cgroups; clone3(CLONE_INTO_CGROUP) is the v2 way to the same end and is
+ * not done here, so v2 hosts still attach.
+ *
+ * Life of an anchor: PREPARING (make a set, move into it; the move out of
+ * the previous set is the same write) -> READY -> TAKEN by one sbx_run,
+ * which now owns the set and writes its limits -> FORK: the anchor clones
+ * the sandbox there, hands back the pid and goes on PREPARING.  It stays in
+ * the action's set for one grace period after the fork, so pids.max is one
+ * higher until it has left, and the cgroup kill skips this process's pid.
+ * An anchor is a pthread, never a thread-group leader, and the memcg OOM
+ * killer only walks leaders, so it cannot pick this process meanwhile.
+ * Anchors never exit: PR_SET_PDEATHSIG of the sandboxes they forked is tied
+ * to them.  One that cannot make a set parks, out of every action's set.
+ */
+#include "sbx_int.h"
+
+#include "db_err.h"
+#include "db_log.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+/* Anchors per process: the worker needs one per slot. */
+#define ANCHOR_MAX 16
+/* How long sbx_anchor_take() waits for one being prepared: about one
+ * grace period, never longer than the attach it saves. */
+#define TAKE_WAIT_MS 10
+
+enum { A_PREPARING, A_READY, A_TAKEN, A_FORK, A_QUIT, A_DEAD };
+
+struct sbx_anchor {
+  int state;               /* A_*, under g_mu */
+  sbx_limits shape;        /* which hierarchies its sets have */
+  sbx_cgroup *cg;          /* the set it sits in while READY */
+  char pids_dir[PATH_MAX]; /* set it forked into: pids.max to restore */
+  unsigned pids;
+  /* fork request and reply, under g_mu */
+  sbx_plan *plan;
+  unsigned long flags;
+  void (*child)(sbx_plan *);
+  pid_t pid;
+  int pidfd;
+  int err;
+  struct sbx_anchor *next;
+};
+
+static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t g_cv = PTHREAD_COND_INITIALIZER;
+static sbx_anchor *g_list;
+static int g_n;
+static int g_broken; /* an anchor could not prepare, or shutdown: no more */
+static int g_seen;   /* limited runs so far: one alone needs no anchor */
+
+static int same_shape(const sbx_limits *a, const sbx_limits *b) {
+  return !a->pids == !b->pids && !a->cpu_millis == !b->cpu_millis;
+}
+
+/* Runs in the anchor thread: clone the sandbox child from here. */
+static void do_fork(sbx_anchor *a, sbx_plan *p) {
+  int pidfd = -1, rc = 0, e = 0;
+  pid_t pid = -1;
+  if (p->net_fd >= 0)
+    rc = sbx_net_pool_enter(p->net_fd); /* per thread: this one forks */
+  if (rc == 0) {
+    pid = sbx_util_clone(a->flags | SIGCHLD, &pidfd);
+    if (pid < 0 && errno == EINVAL) /* no CLONE_PIDFD */
+      pid = sbx_util_clone(a->flags | SIGCHLD, NULL);
+    if (pid == 0)
+      a->child(p);
+    e = errno;
+    if (p->net_fd >= 0)
+      sbx_net_pool_leave();
+  } else {
+    e = -rc;
+  }
+  pthread_mutex_lock(&g_mu);
+  a->pid = pid;
+  a->pidfd = pid > 0 ? pidfd : -1;
+  a->err = e;
+  pthread_mutex_unlock(&g_mu);
+}
+
+/* Give the action's set its exact pids.max once this thread has left. */
+static void restore_pids(const char *dir, unsigned pids) {
+  char path[PATH_MAX + 16], v[32];
+  snprintf(path, sizeof(path), "%s/pids.max", dir);
+  snprintf(v, sizeof(v), "%u", pids);
+  (void)sbx_util_write_str(path, v); /* gone already when the run was short */
+}
+
+static void *anchor_main(void *arg) {
+  sbx_anchor *a = arg;
+  char dir[PATH_MAX];
+  unsigned pids;
+  sbx_plan *p;
+  for (;;) {
+    sbx_cgroup *cg = NULL;
+    int rc = sbx_cgroup_new_anchor(&a->shape, &cg);
+    pthread_mutex_lock(&g_mu);
+    snprintf(dir, sizeof(dir), "%s", a->pids_dir);
+    pids = a->pids;
+    a->pids_dir[0] = '\0';
+    pthread_mutex_unlock(&g_mu);
+    if (rc != 0 || !cg)
+      break;
+    if (dir[0])
+      restore_pids(dir, pids);
+    pthread_mutex_lock(&g_mu);
+    a->cg = cg;
+    a->state = A_READY;
+    pthread_cond_broadcast(&g_cv);
+    while (a->state != A_FORK && a->state != A_QUIT)
+      pthread_cond_wait(&g_cv, &g_mu);
+    if (a->state == A_QUIT) {
+      pthread_mutex_unlock(&g_mu);
+      sbx_cgroup_leave_thread();
+      sbx_cgroup_free(cg);
+      pthread_mutex_lock(&g_mu);
+      a->cg = NULL;
+      goto park;
+    }
+    p = a->plan;
+    pthread_mutex_unlock(&g_mu);
+    if (p)
+      do_fork(a, p);
+    pthread_mutex_lock(&g_mu);
+    a->plan = NULL;
+    a->state = A_PREPARING;
+    pthread_cond_broadcast(&g_cv);
+    pthread_mutex_unlock(&g_mu);
+  }
+  /* Out of every action's set, then park for good (see the top). */
+  sbx_cgroup_leave_thread();
+  if (dir[0])
+    restore_pids(dir, pids);
+  DB_WARN("sandbox", "a cgroup anchor could not prepare a cgroup; sandboxes "
+                     "are attached after clone() instead");
+  pthread_mutex_lock(&g_mu);
+  g_broken = 1;
+park:
+  a->state = A_DEAD;
+  pthread_cond_broadcast(&g_cv);
+  for (;;)
+    pthread_cond_wait(&g_cv, &g_mu);
+  return NULL;
+}
+
+/* Under g_mu: add an anchor for |lim|'s shape; it becomes READY later. */
+static void spawn(const sbx_limits *lim) {
+  pthread_attr_t at;
+  pthread_t th;
+  sbx_anchor *a = calloc(1, sizeof(*a));
+  if (!a)
+    return;
+  a->state = A_PREPARING;
+  a->shape = *lim;
+  a->pidfd = -1;
+  if (pthread_attr_init(&at) != 0) {
+    free(a);
+    return;
+  }
+  pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+  if (pthread_create(&th, &at, anchor_main, a) == 0) {
+    a->next = g_list;
+    g_list = a;
+    g_n++;
+  } else {
+    free(a);
+  }
+  pthread_attr_destroy(&at);
+}
+
+sbx_anchor *sbx_anchor_take(const sbx_limits *lim, sbx_cgroup **cg) {
+  struct timespec dl;
+  sbx_anchor *a;
+  int preparing = 0;
+
+  *cg = NULL;
+  if (sbx_probe()->cgroup != SBX_CGROUP_V1)
+    return NULL;
+  clock_gettime(CLOCK_REALTIME, &dl);
+  dl.tv_nsec += TAKE_WAIT_MS * 1000000L;
+  if (dl.tv_nsec >= 1000000000L) {
+    dl.tv_sec++;
+    dl.tv_nsec -= 1000000000L;
+  }
+  pthread_mutex_lock(&g_mu);
+  for (; !g_broken;) {
+    preparing = 0;
+    for (a = g_list; a; a = a->next) {
+      if (!same_shape(&a->shape, lim))
+        continue;
+      if (a->state == A_READY) {
+        a->state = A_TAKEN;
+        *cg = a->cg;
+        a->cg = NULL;
+        if (sbx_cgroup_pids_dir(*cg, a->pids_dir, sizeof(a->pids_dir)) != 0)
+          a->pids_dir[0] = '\0';
+        a->pids = lim->pids;
+        pthread_mutex_unlock(&g_mu);
+        return a;
+      }
+      preparing |= a->state == A_PREPARING;
+    }
+    if (!preparing || pthread_cond_timedwait(&g_cv, &g_mu, &dl) == ETIMEDOUT)
+      break;
+  }
+  /* Every anchor of this shape is busy: one more for next time, unless
+   * this is the process's first limited run (a one-shot CLI run would only
+   * leave an empty cgroup behind). */
+  if (!g_broken && !preparing && g_seen && g_n < ANCHOR_MAX)
+    spawn(lim);
+  g_seen = 1;
+  pthread_mutex_unlock(&g_mu);
+  return NULL;
+}
+
+pid_t sbx_anchor_fork(sbx_anchor *a, sbx_plan *p, unsigned long flags,
+                      void (*child)(sbx_plan *), int *pidfd) {
+  pid_t pid;
+  int err, fd;
+  pthread_mutex_lock(&g_mu);
+  a->plan = p;
+  a->flags = flags;
+  a->child = child;
+  a->pid = 0;
+  a->pidfd = -1;
+  a->err = 0;
+  if (!p)
+    a->pids_dir[0] = '\0'; /* the set is not the action's: nothing to fix */
+  a->state = A_FORK;
+  pthread_cond_broadcast(&g_cv);
+  while (a->state == A_FORK)
+    pthread_cond_wait(&g_cv, &g_mu);
+  pid = a->pid;
+  fd = a->pidfd;
+  err = a->err;
+  pthread_mutex_unlock(&g_mu);
+  if (pidfd)
+    *pidfd = fd;
+  else if (fd >= 0)
+    close(fd);
+  if (pid < 0)
+    errno = err;
+  return pid;
+}
+
+void sbx_shutdown(void) {
+  struct timespec dl;
+  int busy = 1;
+  clock_gettime(CLOCK_REALTIME, &dl);
+  dl.tv_sec += 2;
+  pthread_mutex_lock(&g_mu);
+  g_broken = 1;
+  while (busy) {
+    busy = 0;
+    for (sbx_anchor *a = g_list; a; a = a->next) {
+      if (a->state == A_READY) {
+        a->state = A_QUIT;
+        pthread_cond_broadcast(&g_cv);
+      }
+      busy |= a->state != A_DEAD;
+    }
+    if (busy && pthread_cond_timedwait(&g_cv, &g_mu, &dl) == ETIMEDOUT)
+      break;
+  }
+  pthread_mutex_unlock(&g_mu);
+}
