@@ -248,6 +248,7 @@ static int cmd_run(int argc, char **argv) {
   sigaction(SIGTERM, &sa, NULL);
   signal(SIGPIPE, SIG_IGN);
   rv = worker_run(&cfg, &g_stop) == 0 ? 0 : 1;
+  sbx_shutdown(); /* the cgroup anchors' sets */
 out:
   free(plat);
   free(prefixes);

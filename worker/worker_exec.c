@@ -724,11 +724,12 @@ int wk_exec_run(wk_exec_env *env, const Distbuild__Worker__V1__Assignment *a,
       j.resp->result = NULL;
     DB_DEBUG("worker",
              "slot %d: lease %s: %s exit=%d ran=%d cpu_ms=%llu+%llu "
-             "wall_ms=%llu %s",
+             "wall_ms=%llu%s %s",
              env->slot, a->lease_id, rpc_code_name(code), j.ar->exit_code,
              j.ran, (unsigned long long)(j.sres.user_us / 1000),
              (unsigned long long)(j.sres.sys_us / 1000),
              (unsigned long long)(j.sres.wall_us / 1000),
+             j.sres.cgroup_preplaced ? " cgroup=preplaced" : "",
              j.resp->status->message);
   }
 out:
