@@ -44,8 +44,9 @@
 
 /* Anchors per process: the worker needs one per slot. */
 #define ANCHOR_MAX 16
-/* How long sbx_anchor_take() waits for one being prepared: about one
- * grace period, never longer than the attach it saves. */
+/* How long sbx_anchor_take() waits for one being prepared: less than the
+ * 5-20 ms attach it saves when the wait pays off, and a bounded loss when
+ * it does not (the caller then attaches as before). */
 #define TAKE_WAIT_MS 10
 
 enum { A_PREPARING, A_READY, A_TAKEN, A_FORK, A_QUIT, A_DEAD };
