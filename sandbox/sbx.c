@@ -367,9 +367,34 @@ static int wait_child(pid_t pid, int pidfd, const sbx_plan *p, sbx_cgroup *cg,
   return 0;
 }
 
+pid_t sbx_clone_pid1(sbx_plan *p, unsigned long flags, int *pidfd,
+                     const char **what) {
+  pid_t pid;
+  int rc, e;
+  /* setns(CLONE_NEWNET) is per thread: enter just for the clone. */
+  rc = p->net_fd >= 0 ? sbx_net_pool_enter(p->net_fd) : 0;
+  if (rc != 0) {
+    *what = "setns net";
+    errno = -rc;
+    return -1;
+  }
+  *what = "clone";
+  pid = sbx_util_clone(flags | SIGCHLD, pidfd);
+  if (pid < 0 && errno == EINVAL) /* no CLONE_PIDFD */
+    pid = sbx_util_clone(flags | SIGCHLD, NULL);
+  if (pid == 0)
+    child_main(p);
+  e = errno;
+  if (p->net_fd >= 0)
+    sbx_net_pool_leave();
+  errno = e;
+  return pid;
+}
+
 int sbx_run_plan(sbx_plan *p, const sbx_request *req, sbx_result *res) {
   sbx_cgroup *cg = NULL;
   sbx_anchor *anchor = NULL;
+  const char *what = "clone";
   int sync_fd[2] = {-1, -1}, rep[2] = {-1, -1}, owned[3] = {-1, -1, -1};
   int pidfd = -1, rc = 0, st = 0, i, have_status = 0, action_st = 0;
   struct sbx_msg m, first_err;
@@ -436,29 +461,16 @@ int sbx_run_plan(sbx_plan *p, const sbx_request *req, sbx_result *res) {
     flags &= ~(unsigned long)CLONE_NEWNET;
   t0 = sbx_util_now_us();
   if (anchor) {
-    pid = sbx_anchor_fork(anchor, p, flags, child_main, &pidfd);
+    pid = sbx_anchor_fork(anchor, p, flags, &pidfd, &what);
     anchor = NULL;
     res->cgroup_preplaced = pid > 0;
   } else {
-    /* setns(CLONE_NEWNET) is per thread: enter just for the clone. */
-    rc = p->net_fd >= 0 ? sbx_net_pool_enter(p->net_fd) : 0;
-    if (rc != 0) {
-      sbx_util_msg(res->error, sizeof(res->error), "setns net: %s",
-                   strerror(-rc));
-      rc = DB_ESYS;
-      goto out;
-    }
-    pid = sbx_util_clone(flags | SIGCHLD, &pidfd);
-    if (pid < 0 && errno == EINVAL) /* no CLONE_PIDFD */
-      pid = sbx_util_clone(flags | SIGCHLD, NULL);
-    if (pid == 0)
-      child_main(p);
-    if (p->net_fd >= 0)
-      sbx_net_pool_leave();
+    pid = sbx_clone_pid1(p, flags, &pidfd, &what);
   }
   if (pid < 0) {
     rc = DB_ESYS;
-    sbx_util_msg(res->error, sizeof(res->error), "clone: %s", strerror(errno));
+    sbx_util_msg(res->error, sizeof(res->error), "%s: %s", what,
+                 strerror(errno));
     goto out;
   }
   close(sync_fd[0]);

@@ -60,10 +60,10 @@ struct sbx_anchor {
   /* fork request and reply, under g_mu */
   sbx_plan *plan;
   unsigned long flags;
-  void (*child)(sbx_plan *);
   pid_t pid;
   int pidfd;
   int err;
+  const char *what; /* the step that failed */
   struct sbx_anchor *next;
 };
 
@@ -80,26 +80,15 @@ static int same_shape(const sbx_limits *a, const sbx_limits *b) {
 
 /* Runs in the anchor thread: clone the sandbox child from here. */
 static void do_fork(sbx_anchor *a, sbx_plan *p) {
-  int pidfd = -1, rc = 0, e = 0;
-  pid_t pid = -1;
-  if (p->net_fd >= 0)
-    rc = sbx_net_pool_enter(p->net_fd); /* per thread: this one forks */
-  if (rc == 0) {
-    pid = sbx_util_clone(a->flags | SIGCHLD, &pidfd);
-    if (pid < 0 && errno == EINVAL) /* no CLONE_PIDFD */
-      pid = sbx_util_clone(a->flags | SIGCHLD, NULL);
-    if (pid == 0)
-      a->child(p);
-    e = errno;
-    if (p->net_fd >= 0)
-      sbx_net_pool_leave();
-  } else {
-    e = -rc;
-  }
+  int pidfd = -1, e;
+  const char *what;
+  pid_t pid = sbx_clone_pid1(p, a->flags, &pidfd, &what);
+  e = errno;
   pthread_mutex_lock(&g_mu);
   a->pid = pid;
   a->pidfd = pid > 0 ? pidfd : -1;
   a->err = e;
+  a->what = what;
   pthread_mutex_unlock(&g_mu);
 }
 
@@ -239,13 +228,13 @@ sbx_anchor *sbx_anchor_take(const sbx_limits *lim, sbx_cgroup **cg) {
 }
 
 pid_t sbx_anchor_fork(sbx_anchor *a, sbx_plan *p, unsigned long flags,
-                      void (*child)(sbx_plan *), int *pidfd) {
+                      int *pidfd, const char **what) {
   pid_t pid;
   int err, fd;
   pthread_mutex_lock(&g_mu);
   a->plan = p;
   a->flags = flags;
-  a->child = child;
+  a->what = "clone";
   a->pid = 0;
   a->pidfd = -1;
   a->err = 0;
@@ -258,6 +247,8 @@ pid_t sbx_anchor_fork(sbx_anchor *a, sbx_plan *p, unsigned long flags,
   pid = a->pid;
   fd = a->pidfd;
   err = a->err;
+  if (what)
+    *what = a->what;
   pthread_mutex_unlock(&g_mu);
   if (pidfd)
     *pidfd = fd;

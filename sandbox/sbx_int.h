@@ -264,6 +264,14 @@ void sbx_cgroup_stats(sbx_cgroup *cg, sbx_result *res);
 void sbx_cgroup_free(sbx_cgroup *cg);
 sbx_cgroup_mode sbx_cgroup_mode_of(const sbx_cgroup *cg);
 
+/* sbx.c: clone the sandbox's pid 1 (|flags| | SIGCHLD) from the calling
+ * thread, in the pooled network namespace p->net_fd when there is one
+ * (setns is per thread).  The child runs the set-up and never returns.
+ * Returns the pid, or -1 with errno set and *what naming the failed step
+ * ("setns net" or "clone"). */
+pid_t sbx_clone_pid1(sbx_plan *p, unsigned long flags, int *pidfd,
+                     const char **what);
+
 /* ---- sbx_anchor.c ----------------------------------------------------------
  */
 
@@ -276,13 +284,13 @@ typedef struct sbx_anchor sbx_anchor;
  * sbx_anchor_fork() or sbx_anchor_fork(a, NULL, ...) to give the anchor
  * back without forking. */
 sbx_anchor *sbx_anchor_take(const sbx_limits *lim, sbx_cgroup **cg);
-/* Have the anchor thread clone(|flags|) the sandbox child, which runs
- * |child|(|p|) and never returns; the pooled network namespace in
- * p->net_fd is entered for the clone.  Returns the pid (the child is this
- * process's to reap), or -1 with errno set.  p == NULL: no fork, returns 0.
- * Either way |a| goes back to its pool and must not be used again. */
+/* Have the anchor thread run sbx_clone_pid1(|p|, |flags|) from inside its
+ * cgroup set.  Returns the pid (the child is this process's to reap), or -1
+ * with errno set and *what naming the failed step.  p == NULL: no fork,
+ * returns 0.  Either way |a| goes back to its pool and must not be used
+ * again.  pidfd and what may be NULL. */
 pid_t sbx_anchor_fork(sbx_anchor *a, sbx_plan *p, unsigned long flags,
-                      void (*child)(sbx_plan *), int *pidfd);
+                      int *pidfd, const char **what);
 
 /* Cgroup-file parsers, exposed for unit tests.
  * Find the value of |key| in "key value\n" lines. 0 or DB_ENOTFOUND. */
