@@ -392,6 +392,14 @@ static int v1_mount(const char *ctrl, char *out, size_t cap) {
   return found ? 0 : -1;
 }
 
+/* Read a whole (small) file into |out|, NUL-terminated. */
+static void read_file(const char *path, char *out, size_t cap) {
+  FILE *f = fopen(path, "r");
+  assert_non_null(f);
+  out[fread(out, 1, cap - 1, f)] = '\0';
+  fclose(f);
+}
+
 struct bg_run {
   sbx_request *r;
   sbx_result res;
@@ -420,12 +428,8 @@ static int cg_path(const char *text, const char *ctrl, char *out, size_t cap) {
 static void read_knob(const char *mnt, const char *path, const char *knob,
                       char *out, size_t cap) {
   char file[4096];
-  FILE *f;
   snprintf(file, sizeof(file), "%s%s/%s", mnt, path, knob);
-  f = fopen(file, "r");
-  assert_non_null(f);
-  out[fread(out, 1, cap - 1, f)] = '\0';
-  fclose(f);
+  read_file(file, out, cap);
   if (strchr(out, '\n') == out + strlen(out) - 1)
     out[strlen(out) - 1] = '\0'; /* one line: without its newline */
 }
@@ -440,7 +444,6 @@ static void test_anchor_placement(void **state) {
   char before[4096], after[4096], out[4096], mem_mnt[1024], pids_mnt[1024];
   char mem[1024], pids[1024], v[256];
   int preplaced = 0;
-  FILE *f;
   (void)state;
   if (sbx_probe()->cgroup != SBX_CGROUP_V1 ||
       v1_mount("memory", mem_mnt, sizeof(mem_mnt)) != 0 ||
@@ -448,10 +451,7 @@ static void test_anchor_placement(void **state) {
     skip();
     return;
   }
-  f = fopen("/proc/thread-self/cgroup", "r");
-  assert_non_null(f);
-  before[fread(before, 1, sizeof(before) - 1, f)] = '\0';
-  fclose(f);
+  read_file("/proc/thread-self/cgroup", before, sizeof(before));
   for (int run = 0; run < 5; run++) {
     struct bg_run b;
     sbx_limits lim;
@@ -500,10 +500,7 @@ static void test_anchor_placement(void **state) {
     usleep(100000); /* let the anchor prepare the next set */
   }
   assert_true(preplaced >= 3);
-  f = fopen("/proc/thread-self/cgroup", "r");
-  assert_non_null(f);
-  after[fread(after, 1, sizeof(after) - 1, f)] = '\0';
-  fclose(f);
+  read_file("/proc/thread-self/cgroup", after, sizeof(after));
   assert_string_equal(before, after);
 }
 
@@ -563,11 +560,8 @@ static int own_cgroups(const char *ctrl) {
   char mnt[1024], self[4096], path[1024], dir[2048], prefix[64];
   struct dirent *e;
   DIR *d;
-  FILE *f = fopen("/proc/self/cgroup", "r");
   int n = 0;
-  assert_non_null(f);
-  self[fread(self, 1, sizeof(self) - 1, f)] = '\0';
-  fclose(f);
+  read_file("/proc/self/cgroup", self, sizeof(self));
   assert_int_equal(v1_mount(ctrl, mnt, sizeof(mnt)), 0);
   assert_int_equal(cg_path(self, ctrl, path, sizeof(path)), 0);
   snprintf(dir, sizeof(dir), "%s%s", mnt, path);
