@@ -3,7 +3,9 @@ driven by python3-grpcio clients and scripted workers (sched_harness).
 Run: python3 test_scheduler.py BINARY [TestClass ...]
 """
 import concurrent.futures
+import os
 import shutil
+import subprocess
 import sys
 import threading
 import time
@@ -580,6 +582,60 @@ class HttpTest(SchedTestBase):
             what="a background sync round")
         self.assertEqual(
             self.sched.metric("distbuild_cas_sync_failures_total"), 0)
+
+
+class DiskFullTest(SchedTestBase):
+    """The embedded CAS on a 1 MiB tmpfs: storing an inline early output
+    fails with a full disk."""
+
+    def setUp(self):
+        self.sched = h.Scheduler(BINARY, self.extra)
+        cas = os.path.join(self.sched.dir, "cas")
+        os.mkdir(cas)
+        r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs",
+                            cas], capture_output=True)
+        if r.returncode != 0:
+            shutil.rmtree(self.sched.dir, ignore_errors=True)
+            self.skipTest("cannot mount a small tmpfs here: " +
+                          r.stderr.decode())
+        self.addCleanup(subprocess.run, ["umount", "-l", cas])
+        self.cas = cas
+        self.target = self.sched.start()
+        self.client = h.Client(self.target)
+        self.workers = []
+
+    def test_inline_early_output_disk_full(self):
+        w = self.worker(mode="manual")
+        d, _ = self.client.make_action(outputs=("lib.d", "lib.rmeta"))
+        call = self.client.execute_call(d)
+        it = iter(call)
+        a = w.next_assignment()
+        big = os.urandom(3 << 19)  # 1.5 MiB that will not compress
+        dep = b"lib.rmeta: src/lib.rs\n"
+        files = {"lib.rmeta": big, "lib.d": dep}
+        err = self.expect_rpc_error(
+            lambda: w.progress(a, files, b"", inline=files),
+            grpc.StatusCode.RESOURCE_EXHAUSTED)
+        self.assertIn("cannot store an inline early output", err.details())
+        # Nothing partial is visible, and no temp file is left behind.
+        missing = self.client.unary(
+            h.CAS + "FindMissingBlobs",
+            re_pb2.FindMissingBlobsRequest(blob_digests=[h.pbd(big)]),
+            re_pb2.FindMissingBlobsResponse)
+        self.assertEqual(list(missing.missing_blob_digests), [h.pbd(big)])
+        self.assertEqual(os.listdir(os.path.join(self.cas, "tmp")), [])
+        # The store still takes what fits, and the action still completes;
+        # the refused early outputs were never relayed.
+        small = {"lib.rmeta": b"small rmeta", "lib.d": dep}
+        w.progress(a, small, b"", inline=small)
+        w.complete(a)
+        ops = [h.operations_pb2.Operation.FromString(m) for m in it]
+        self.assertTrue(ops[-1].done)
+        self.assertEqual(h.response_of(ops[-1]).status.code, 0)
+        relayed = [h.early_of(o) for o in ops if h.early_of(o) is not None]
+        self.assertEqual(len(relayed), 1)
+        self.assertEqual(sorted(f.contents for f in relayed[0].files),
+                         sorted(small.values()))
 
 
 if __name__ == "__main__":
