@@ -68,10 +68,17 @@ TCK=$(getconf CLK_TCK)
 # CPU seconds (user + sys) of a live process and the children it has reaped
 # (a worker's sandboxes and their rustc): fields 14-17 of /proc/PID/stat.
 proc_cpu() { awk -v t="$TCK" '{printf "%.2f", ($14 + $15 + $16 + $17) / t}' "/proc/$1/stat"; }
-cluster_cpu() { # scheduler, then the sum of the workers
-  local w=0 p
-  for p in "${PIDS[@]:1}"; do w=$(echo "$w + $(proc_cpu "$p")" | bc -l); done
-  echo "$(proc_cpu "${PIDS[0]}") $w"
+# CPU seconds of a process itself (fields 14-15) and of the children it has
+# reaped (16-17: for a worker, its sandboxes and their rustc).
+proc_self_cpu() { awk -v t="$TCK" '{printf "%.2f", ($14 + $15) / t}' "/proc/$1/stat"; }
+proc_child_cpu() { awk -v t="$TCK" '{printf "%.2f", ($16 + $17) / t}' "/proc/$1/stat"; }
+cluster_cpu() { # scheduler, the workers themselves, their sandboxes
+  local w=0 c=0 p
+  for p in "${PIDS[@]:1}"; do
+    w=$(echo "$w + $(proc_self_cpu "$p")" | bc -l)
+    c=$(echo "$c + $(proc_child_cpu "$p")" | bc -l)
+  done
+  echo "$(proc_cpu "${PIDS[0]}") $w $c"
 }
 timed() { # timed OUTVAR cmd...  (output to $WORK/last.log; CPU to $WORK/cpu)
   local var=$1 t0 t1
@@ -126,7 +133,7 @@ for w in $WORKLOADS; do
   realworld) SRC="$ROOT/bench/cargo/realworld" ;;
   *) echo "unknown workload $w" >&2; exit 2 ;;
   esac
-  L=() C=() CR=() W=() WR=() SC=() SW=() CL=() CC=() CS=() CW=() CRR=()
+  L=() C=() CR=() W=() WR=() SC=() SW=() CL=() CC=() CS=() CW=() CX=() CRR=()
   for r in $(seq "$RUNS"); do
     # A new path per run: absolute paths are part of each action, so the
     # distributed build is cold again; sccache gets a fresh cache too.
@@ -144,13 +151,14 @@ for w in $WORKLOADS; do
     CPU_LOCAL=$(cat "$WORK/cpu")
     NCRATES=$(grep -c '^ *Compiling' "$WORK/last.log" || true)
     cargo clean -q
-    read -r S0 W0 <<<"$(cluster_cpu)"
+    read -r S0 W0 X0 <<<"$(cluster_cpu)"
     timed T_COLD "$CD" build --offline
-    read -r S1 W1 <<<"$(cluster_cpu)"
+    read -r S1 W1 X1 <<<"$(cluster_cpu)"
     CPU_CLIENT=$(cat "$WORK/cpu")
     CPU_SCHED=$(printf '%.2f' "$(echo "$S1 - $S0" | bc -l)")
     CPU_WORKERS=$(printf '%.2f' "$(echo "$W1 - $W0" | bc -l)")
-    CPU_COLD=$(printf '%.2f' "$(echo "$CPU_CLIENT + $CPU_SCHED + $CPU_WORKERS" | bc -l)")
+    CPU_SANDBOX=$(printf '%.2f' "$(echo "$X1 - $X0" | bc -l)")
+    CPU_COLD=$(printf '%.2f' "$(echo "$CPU_CLIENT + $CPU_SCHED + $CPU_WORKERS + $CPU_SANDBOX" | bc -l)")
     COLD_STATS=$("$CD" stats --json)
     cargo clean -q
     timed T_WARM "$CD" build --offline
@@ -172,8 +180,9 @@ for w in $WORKLOADS; do
     CC+=("$CPU_CLIENT")
     CS+=("$CPU_SCHED")
     CW+=("$CPU_WORKERS")
+    CX+=("$CPU_SANDBOX")
     CRR+=("$(ratio "$CPU_COLD" "$CPU_LOCAL")")
-    echo "  $w run $r: CPU s local $CPU_LOCAL; cold $CPU_COLD = client $CPU_CLIENT + scheduler $CPU_SCHED + workers $CPU_WORKERS (${CRR[-1]}x)" >&2
+    echo "  $w run $r: CPU s local $CPU_LOCAL; cold $CPU_COLD = client $CPU_CLIENT + scheduler $CPU_SCHED + workers $CPU_WORKERS + sandboxes $CPU_SANDBOX (${CRR[-1]}x)" >&2
     L+=("$T_LOCAL")
     C+=("$T_COLD")
     W+=("$T_WARM")
@@ -191,9 +200,9 @@ for w in $WORKLOADS; do
     "$(median "${W[@]}")" "$(median "${WR[@]}")" \
     "$(median "${SC[@]:--}")" "$(median "${SW[@]:--}")" \
     "${remote:-?}/${pipe:-?}/${hits:-?}")")
-  CROWS+=("$(printf '%-15s %9s %11s %9s %9s %9s' "$w" "$(median "${CL[@]}")" \
+  CROWS+=("$(printf '%-15s %9s %11s %9s %9s %9s %9s' "$w" "$(median "${CL[@]}")" \
     "$(median "${CC[@]}")" "$(median "${CS[@]}")" "$(median "${CW[@]}")" \
-    "$(median "${CRR[@]}")")")
+    "$(median "${CX[@]}")" "$(median "${CRR[@]}")")")
   cd "$ROOT"
 done
 
@@ -207,6 +216,9 @@ echo "goals: cold <= 1.10x local; warm <= 0.50x local and faster than sccache wa
 echo
 echo "CPU seconds (user + sys; medians), local build vs distributed cold build:"
 echo "client = cargo, wrappers and the rustc calls that stay local; workers ="
-echo "worker processes and every sandboxed rustc. Less noisy than wall time."
-printf '%-15s %9s %11s %9s %9s %9s\n' workload local dist-client scheduler workers ratio
+echo "the worker processes themselves; sandboxes = every sandboxed rustc. On a"
+echo "machine that runs the cluster too, scheduler + workers is the overhead"
+echo "that competes with rustc. Less noisy than wall time."
+printf '%-15s %9s %11s %9s %9s %9s %9s\n' workload local dist-client scheduler workers \
+  sandboxes ratio
 for r in "${CROWS[@]}"; do echo "$r"; done
