@@ -119,8 +119,20 @@ hidden_paths)
   echo blob >"$T/cas/ab/cd"
   run -- /bin/sh -c "ls -d $T/cas /root /home /var /sys /run $T 2>&1; test -e $T/cas/ab/cd && echo VISIBLE"
   grep -q VISIBLE "$O" && fail "unbound host path visible"
+  ancestors=()
   for p in "$T/cas" /root /sys /var "$T"; do
+    case "$HDIR/" in
+    "$p"/*) ancestors+=("$p"); continue ;; # holds the bound helper dir
+    esac
     grep -q "cannot access '$p'" "$O" || fail "$p exists inside"
+  done
+  # An ancestor of a bound path (a checkout under /root) exists inside,
+  # but holds nothing except the way down to that path.
+  for p in "${ancestors[@]}"; do
+    next=${HDIR#"$p"/}
+    next=${next%%/*}
+    run -- /bin/ls -A "$p"
+    [ "$(cat "$O")" = "$next" ] || fail "$p inside holds more than $next"
   done
   pass "unbound host paths do not exist inside" ;;
 fork_bomb)
