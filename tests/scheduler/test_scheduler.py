@@ -24,6 +24,7 @@ class SchedTestBase(unittest.TestCase):
 
     def setUp(self):
         self.sched = h.Scheduler(BINARY, self.extra)
+        self.before_start()
         self.target = self.sched.start()
         self.client = h.Client(self.target)
         self.workers = []
@@ -38,6 +39,9 @@ class SchedTestBase(unittest.TestCase):
         self.sched.close()
         shutil.rmtree(self.sched.dir, ignore_errors=True)
         self.assertEqual(rc, 0, "scheduler must exit 0 on SIGTERM")
+
+    def before_start(self):
+        """Hook: prepare self.sched.dir before the scheduler starts."""
 
     def _outcome_failed(self):
         res = getattr(self, "_outcome", None)
@@ -588,8 +592,7 @@ class DiskFullTest(SchedTestBase):
     """The embedded CAS on a 1 MiB tmpfs: storing an inline early output
     fails with a full disk."""
 
-    def setUp(self):
-        self.sched = h.Scheduler(BINARY, self.extra)
+    def before_start(self):
         cas = os.path.join(self.sched.dir, "cas")
         os.mkdir(cas)
         r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs",
@@ -600,9 +603,6 @@ class DiskFullTest(SchedTestBase):
                           r.stderr.decode())
         self.addCleanup(subprocess.run, ["umount", "-l", cas])
         self.cas = cas
-        self.target = self.sched.start()
-        self.client = h.Client(self.target)
-        self.workers = []
 
     def test_inline_early_output_disk_full(self):
         w = self.worker(mode="manual")
