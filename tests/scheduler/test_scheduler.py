@@ -43,6 +43,13 @@ class SchedTestBase(unittest.TestCase):
     def before_start(self):
         """Hook: prepare self.sched.dir before the scheduler starts."""
 
+    def dispatch(self, w, **action):
+        """Submit a new action (make_action keywords) and take its
+        assignment on worker w. Returns (the Execute call, the assignment)."""
+        d, _ = self.client.make_action(**action)
+        call = self.client.execute_call(d)
+        return call, w.next_assignment()
+
     def _outcome_failed(self):
         res = getattr(self, "_outcome", None)
         errs = getattr(res, "errors", None) or []
@@ -115,10 +122,8 @@ class ExecTest(SchedTestBase):
         # A worker's EarlyOutputs (rustc's .rmeta before the .rlib) reach
         # the Execute client while the action is still EXECUTING.
         w = self.worker(mode="manual")
-        d, _ = self.client.make_action(outputs=("out", "lib.rmeta"))
-        call = self.client.execute_call(d)
+        call, a = self.dispatch(w, outputs=("out", "lib.rmeta"))
         it = iter(call)
-        a = w.next_assignment()
         first = []
         self.wait_for(lambda: first.append(
             h.operations_pb2.Operation.FromString(next(it))) or
@@ -153,10 +158,8 @@ class ExecTest(SchedTestBase):
         # Small early files come inline: the scheduler checks and stores
         # them, and relays them inline, so the client needs no CAS read.
         w = self.worker(mode="manual")
-        d, _ = self.client.make_action(outputs=("lib.d", "lib.rmeta"))
-        call = self.client.execute_call(d)
+        call, a = self.dispatch(w, outputs=("lib.d", "lib.rmeta"))
         it = iter(call)
-        a = w.next_assignment()
         rmeta = b"inline rmeta " + a.lease_id.encode()
         dep = b"lib.rmeta: src/lib.rs\n"
         files = {"lib.rmeta": rmeta, "lib.d": dep}
@@ -195,9 +198,7 @@ class ExecTest(SchedTestBase):
 
     def test_progress_bad_requests(self):
         w = self.worker(mode="manual")
-        d, _ = self.client.make_action()
-        call = self.client.execute_call(d)
-        a = w.next_assignment()
+        call, a = self.dispatch(w)
         # A blob the CAS does not have: refused, nothing relayed.
         self.expect_rpc_error(
             lambda: w.progress(a, {"out": b"never uploaded"}, b"",
@@ -350,9 +351,7 @@ class ExecTest(SchedTestBase):
 
     def test_deadline_exceeded_passed_through(self):
         w = self.worker(mode="manual")
-        d, _ = self.client.make_action(timeout_s=5)
-        call = self.client.execute_call(d)
-        a = w.next_assignment()
+        call, a = self.dispatch(w, timeout_s=5)
         self.assertEqual(a.timeout_ms, 5000)
         w.complete(a, exit_code=-1, status_code=4, message="timed out")
         ops = [h.operations_pb2.Operation.FromString(m) for m in call]
@@ -506,9 +505,7 @@ class WorkerTest(SchedTestBase):
 
     def test_worker_infra_error_retried(self):
         w = self.worker(mode="manual")
-        d, _ = self.client.make_action()
-        call = self.client.execute_call(d)
-        a = w.next_assignment()
+        call, a = self.dispatch(w)
         w.complete(a, status_code=14, message="fetch failed")
         b = w.next_assignment()
         self.assertEqual(b.attempt, 2)
@@ -606,10 +603,8 @@ class DiskFullTest(SchedTestBase):
 
     def test_inline_early_output_disk_full(self):
         w = self.worker(mode="manual")
-        d, _ = self.client.make_action(outputs=("lib.d", "lib.rmeta"))
-        call = self.client.execute_call(d)
+        call, a = self.dispatch(w, outputs=("lib.d", "lib.rmeta"))
         it = iter(call)
-        a = w.next_assignment()
         big = os.urandom(3 << 19)  # 1.5 MiB that will not compress
         dep = b"lib.rmeta: src/lib.rs\n"
         files = {"lib.rmeta": big, "lib.d": dep}
