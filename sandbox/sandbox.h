@@ -184,6 +184,13 @@ void sbx_request_set_mode(sbx_request *req, sbx_mode mode);
 int sbx_request_set_stdio_fd(sbx_request *req, int stream, int fd);
 int sbx_request_set_stdio_path(sbx_request *req, int stream, const char *path);
 
+/* Cancellation: sbx_run() kills the whole sandbox as soon as |fd| polls
+ * readable (an eventfd or a pipe that another thread writes to), sets
+ * res->cancelled and returns 0.  The fd is borrowed for the duration of
+ * sbx_run() and never read, so one written before sbx_run() starts
+ * cancels the run at once.  -1 (the default) = not cancellable. */
+void sbx_request_set_cancel_fd(sbx_request *req, int fd);
+
 /* ---- run ------------------------------------------------------------------
  */
 
@@ -192,6 +199,7 @@ typedef struct sbx_result {
   int exit_code;
   int term_signal;            /* signal that killed it (when !exited) */
   int timed_out;              /* killed by the wall-clock timeout */
+  int cancelled;              /* killed because the cancel fd fired */
   int oom_killed;             /* the cgroup OOM killer fired */
   uint64_t wall_us;           /* clone() to final reap */
   uint64_t user_us, sys_us;   /* CPU of every process in the sandbox */

@@ -7,8 +7,9 @@
  *   pipes -> clone() with every namespace and a pidfd, from the anchor if
  *   there is one -> write the uid/gid maps -> attach the child to the
  *   cgroup unless it was forked inside it -> release it through the
- *   sync pipe -> poll the pidfd until exit or timeout (timeout: SIGKILL pid
- *   1, which takes the whole PID namespace down, plus cgroup.kill) -> reap
+ *   sync pipe -> poll the pidfd until exit, timeout or cancellation (then:
+ *   SIGKILL pid 1, which takes the whole PID namespace down, plus
+ *   cgroup.kill) -> reap
  *   -> read the report pipe -> cgroup stats -> rmdir.
  *
  * Child (pid 1 of the new PID namespace), in the documented order:
@@ -89,6 +90,7 @@ int sbx_request_new(sbx_request **out) {
   if (!r)
     return DB_ENOMEM;
   r->stdio_fd[0] = r->stdio_fd[1] = r->stdio_fd[2] = -1;
+  r->cancel_fd = -1;
   r->envp = calloc(1, sizeof(char *));
   r->cwd = strdup("/");
   if (!r->envp || !r->cwd) {
@@ -249,6 +251,10 @@ int sbx_request_set_stdio_fd(sbx_request *r, int stream, int fd) {
   return 0;
 }
 
+void sbx_request_set_cancel_fd(sbx_request *r, int fd) {
+  r->cancel_fd = fd;
+}
+
 int sbx_request_set_stdio_path(sbx_request *r, int stream, const char *path) {
   char *p;
   if (stream < 0 || stream > 2 || !path)
@@ -319,46 +325,49 @@ static int setup_error(const struct sbx_msg *m, sbx_result *res) {
   return DB_ESYS;
 }
 
-static int wait_child(pid_t pid, int pidfd, const sbx_plan *p, sbx_cgroup *cg,
-                      uint64_t t0, sbx_result *res, int *st,
+static int wait_child(pid_t pid, int pidfd, int cancel_fd, const sbx_plan *p,
+                      sbx_cgroup *cg, uint64_t t0, sbx_result *res, int *st,
                       struct rusage *ru) {
   uint64_t deadline =
       p->limits.timeout_ms ? t0 + p->limits.timeout_ms * 1000 : 0;
   for (;;) {
+    struct pollfd pfd[2] = {{pidfd, POLLIN, 0}, {cancel_fd, POLLIN, 0}};
     int timeout_ms = -1, r;
     siginfo_t si;
     if (deadline) {
       uint64_t now = sbx_util_now_us();
       timeout_ms = now >= deadline ? 0 : (int)((deadline - now + 999) / 1000);
     }
-    if (pidfd >= 0) {
-      struct pollfd pfd = {pidfd, POLLIN, 0};
-      r = poll(&pfd, 1, timeout_ms);
-      if (r < 0 && errno == EINTR)
-        continue;
-      if (r > 0)
-        break;
-    } else {
-      /* No pidfd (kernel < 5.2): poll the exit state. */
+    if (pidfd < 0) {
+      /* No pidfd (kernel < 5.2): poll the exit state every millisecond. */
       memset(&si, 0, sizeof(si));
       if (waitid(P_PID, (id_t)pid, &si, WEXITED | WNOHANG | WNOWAIT | __WALL) ==
               0 &&
           si.si_pid == pid)
         break;
-      r = timeout_ms == 0 ? 0 : 1;
-      if (r)
-        usleep(1000);
+      if (timeout_ms != 0)
+        timeout_ms = 1;
     }
-    if (r == 0 && deadline && sbx_util_now_us() >= deadline) {
-      res->timed_out = 1;
-      /* pid 1 of the namespace: the kernel kills every other process in
-       * it.  Without namespaces: the process group and the cgroup. */
-      kill(pid, SIGKILL);
-      if (!p->use_ns)
-        kill(-pid, SIGKILL);
-      sbx_cgroup_kill(cg);
+    /* poll() ignores entries with a negative fd. */
+    r = poll(pfd, 2, timeout_ms);
+    if (r < 0 && errno == EINTR)
+      continue;
+    if (r > 0 && pidfd >= 0 && pfd[0].revents)
       break;
+    if (r > 0 && pfd[1].revents) {
+      res->cancelled = 1;
+    } else if (r == 0 && deadline && sbx_util_now_us() >= deadline) {
+      res->timed_out = 1;
+    } else {
+      continue;
     }
+    /* pid 1 of the namespace: the kernel kills every other process in
+     * it.  Without namespaces: the process group and the cgroup. */
+    kill(pid, SIGKILL);
+    if (!p->use_ns)
+      kill(-pid, SIGKILL);
+    sbx_cgroup_kill(cg);
+    break;
   }
   while (wait4(pid, st, __WALL, ru) < 0) {
     if (errno != EINTR)
@@ -499,7 +508,7 @@ int sbx_run_plan(sbx_plan *p, const sbx_request *req, sbx_result *res) {
     rc = DB_ESYS;
     goto out;
   }
-  rc = wait_child(pid, pidfd, p, cg, t0, res, &st, &ru);
+  rc = wait_child(pid, pidfd, req->cancel_fd, p, cg, t0, res, &st, &ru);
   res->wall_us = sbx_util_now_us() - t0;
   if (rc != 0) {
     /* pid 1 may not be reaped: never hand its namespace to another run. */
@@ -524,7 +533,7 @@ int sbx_run_plan(sbx_plan *p, const sbx_request *req, sbx_result *res) {
     have_status = 1;
     action_st = st;
   }
-  if (first_err.kind == SBX_MSG_ERROR && !res->timed_out) {
+  if (first_err.kind == SBX_MSG_ERROR && !res->timed_out && !res->cancelled) {
     rc = setup_error(&first_err, res);
     goto out;
   }

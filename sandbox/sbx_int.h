@@ -100,6 +100,7 @@ struct sbx_request {
   sbx_mode mode;
   int stdio_fd[3];
   char *stdio_path[3];
+  int cancel_fd; /* borrowed; -1 = none (sbx_request_set_cancel_fd) */
   /* Extra special files bound into /dev (sbx_request_add_dev). */
   char *dev_src[SBX_MAX_DEVS];
   char *dev_name[SBX_MAX_DEVS];

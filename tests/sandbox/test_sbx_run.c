@@ -13,11 +13,13 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/eventfd.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -83,6 +85,88 @@ static void test_timeout(void **state) {
   assert_int_equal(res.term_signal, SIGKILL);
   assert_true(res.wall_us >= 200000 && res.wall_us < 2000000);
   sbx_request_free(r);
+}
+
+static void *cancel_later(void *arg) {
+  uint64_t one = 1;
+  usleep(200 * 1000);
+  if (write(*(int *)arg, &one, sizeof(one)) != (ssize_t)sizeof(one))
+    abort();
+  return NULL;
+}
+
+/* Cancel a running sandbox from another thread, in both modes; without
+ * namespaces the background child must die with the process group. */
+static void test_cancel(void **state) {
+  const char *argv[] = {"sh", "-c", "sleep 30 & echo $!; wait", NULL};
+  const sbx_mode modes[] = {SBX_MODE_NAMESPACES, SBX_MODE_NONE};
+  (void)state;
+  for (size_t m = 0; m < 2; m++) {
+    sbx_request *r = mkreq(argv);
+    sbx_result res;
+    pthread_t th;
+    char buf[32];
+    int efd = eventfd(0, EFD_CLOEXEC), p[2];
+    ssize_t n;
+    assert_true(efd >= 0);
+    assert_int_equal(pipe(p), 0);
+    sbx_request_set_mode(r, modes[m]);
+    sbx_request_set_stdio_fd(r, 1, p[1]);
+    sbx_request_set_cancel_fd(r, efd);
+    assert_int_equal(pthread_create(&th, NULL, cancel_later, &efd), 0);
+    assert_int_equal(sbx_run(r, &res), 0);
+    pthread_join(th, NULL);
+    close(p[1]);
+    assert_true(res.cancelled);
+    assert_false(res.timed_out);
+    assert_false(res.exited);
+    assert_int_equal(res.term_signal, SIGKILL);
+    assert_true(res.wall_us >= 150000 && res.wall_us < 5000000);
+    n = read(p[0], buf, sizeof(buf) - 1);
+    close(p[0]);
+    assert_true(n > 0);
+    buf[n] = '\0';
+    if (modes[m] == SBX_MODE_NONE) { /* a host pid: it must be gone */
+      pid_t bg = (pid_t)atoi(buf);
+      int i;
+      assert_true(bg > 1);
+      for (i = 0; i < 200 && kill(bg, 0) == 0; i++)
+        usleep(10 * 1000); /* until init reaps it */
+      assert_int_equal(kill(bg, 0), -1);
+      assert_int_equal(errno, ESRCH);
+    }
+    sbx_request_free(r);
+    close(efd);
+  }
+}
+
+/* A cancel fd already readable: the run ends at once; an idle one
+ * changes nothing. */
+static void test_cancel_before_and_never(void **state) {
+  const char *slow[] = {"sleep", "30", NULL};
+  const char *quick[] = {"sh", "-c", "exit 4", NULL};
+  uint64_t one = 1;
+  int efd = eventfd(0, EFD_CLOEXEC);
+  sbx_request *r;
+  sbx_result res;
+  (void)state;
+  assert_true(efd >= 0);
+  r = mkreq(quick);
+  sbx_request_set_cancel_fd(r, efd);
+  assert_int_equal(sbx_run(r, &res), 0);
+  assert_false(res.cancelled);
+  assert_true(res.exited);
+  assert_int_equal(res.exit_code, 4);
+  sbx_request_free(r);
+  assert_int_equal(write(efd, &one, sizeof(one)), (ssize_t)sizeof(one));
+  r = mkreq(slow);
+  sbx_request_set_cancel_fd(r, efd);
+  assert_int_equal(sbx_run(r, &res), 0);
+  assert_true(res.cancelled);
+  assert_false(res.exited);
+  assert_true(res.wall_us < 5000000);
+  sbx_request_free(r);
+  close(efd);
 }
 
 static void test_file_size_limit(void **state) {
@@ -611,6 +695,8 @@ int main(void) {
       cmocka_unit_test(test_exit_code),
       cmocka_unit_test(test_pipe_capture),
       cmocka_unit_test(test_timeout),
+      cmocka_unit_test(test_cancel),
+      cmocka_unit_test(test_cancel_before_and_never),
       cmocka_unit_test(test_file_size_limit),
       cmocka_unit_test(test_nice),
       cmocka_unit_test(test_errors),
