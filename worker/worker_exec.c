@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <stdarg.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -410,6 +411,7 @@ static int run_sandbox(job *j, uint64_t timeout_ms) {
   lim.pids = cfg->pids_limit;
   lim.nice = cfg->nice;
   sbx_request_set_limits(req, &lim);
+  sbx_request_set_cancel_fd(req, j->env->cancel_fd);
   j->meta->execution_start_timestamp = wk_now_ts(j->a);
   took = jobs ? wk_jobs_begin(jobs) : 0;
   rv = sbx_run(req, &j->sres);
@@ -571,6 +573,18 @@ out:
   return rv;
 }
 
+/* 1 once the scheduler has cancelled the action (see wk_exec_env). */
+static int cancelled(const job *j) {
+  struct pollfd p = {j->env->cancel_fd, POLLIN, 0};
+  return j->env->cancel_fd >= 0 && poll(&p, 1, 0) > 0;
+}
+
+static int set_cancelled(job *j) {
+  j->ran = 0;
+  return set_status(j, RPC_CANCELLED,
+                    "cancelled by the scheduler: no client waits for it");
+}
+
 static int run_job(job *j, const Distbuild__Worker__V1__Assignment *a) {
   const worker_config *cfg = j->env->cfg;
   const sbx_features *f = j->env->feat;
@@ -650,6 +664,8 @@ static int run_job(job *j, const Distbuild__Worker__V1__Assignment *a) {
   if (rv != 0)
     return set_status(j, infra_code(rv), "%s", j->mat.err);
   j->meta->input_fetch_completed_timestamp = wk_now_ts(j->a);
+  if (cancelled(j))
+    return set_cancelled(j);
 
   timeout_ms = a->timeout_ms > 0 ? (uint64_t)a->timeout_ms : 0;
   if (!timeout_ms && j->action->timeout)
@@ -658,6 +674,8 @@ static int run_job(job *j, const Distbuild__Worker__V1__Assignment *a) {
   rv = run_sandbox(j, timeout_ms);
   if (rv != 0)
     return rv < 0 ? rv : 0;
+  if (j->sres.cancelled)
+    return set_cancelled(j);
   j->ar->exit_code =
       j->sres.exited ? j->sres.exit_code : 128 + j->sres.term_signal;
   rv = finish(j);
@@ -712,13 +730,17 @@ int wk_exec_run(wk_exec_env *env, const Distbuild__Worker__V1__Assignment *a,
     rv = set_status(&j, RPC_INTERNAL, "no result");
   if (rv == 0) {
     int code = j.resp->status->code;
-    atomic_fetch_add(&env->metrics->actions_run, 1);
-    if (code != 0 || j.ar->exit_code != 0)
-      atomic_fetch_add(&env->metrics->actions_failed, 1);
-    if (code != 0 && code != RPC_DEADLINE_EXCEEDED)
-      atomic_fetch_add(&env->metrics->actions_infra, 1);
-    if (code == RPC_DEADLINE_EXCEEDED)
-      atomic_fetch_add(&env->metrics->actions_timeout, 1);
+    if (code == RPC_CANCELLED) {
+      atomic_fetch_add(&env->metrics->actions_cancelled, 1);
+    } else {
+      atomic_fetch_add(&env->metrics->actions_run, 1);
+      if (code != 0 || j.ar->exit_code != 0)
+        atomic_fetch_add(&env->metrics->actions_failed, 1);
+      if (code != 0 && code != RPC_DEADLINE_EXCEEDED)
+        atomic_fetch_add(&env->metrics->actions_infra, 1);
+      if (code == RPC_DEADLINE_EXCEEDED)
+        atomic_fetch_add(&env->metrics->actions_timeout, 1);
+    }
     /* Only a run that produced a result reports one. */
     if (!j.ran)
       j.resp->result = NULL;

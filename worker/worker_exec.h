@@ -31,6 +31,8 @@ typedef struct wk_exec_env {
   wk_metrics *metrics;
   const sbx_features *feat;
   int slot;
+  int cancel_fd;       /* readable: the scheduler cancelled this slot's
+                          current action (borrowed; -1 = never) */
   uint64_t seq;        /* per-slot counter for action directory names */
   char session_id[80]; /* current scheduler session, for Progress */
 } wk_exec_env;
@@ -45,6 +47,8 @@ typedef struct wk_exec_result {
 
 /* Run one assignment. Always fills out->resp (its status tells infra
  * failures apart from completed runs) unless memory runs out (DB_ENOMEM).
+ * When env->cancel_fd turns readable the sandbox is killed and the status
+ * is CANCELLED, with no result and no outputs uploaded.
  * Free with wk_exec_result_free(), after sending the result: it also
  * removes the action's directory. */
 int wk_exec_run(wk_exec_env *env, const Distbuild__Worker__V1__Assignment *a,

@@ -63,6 +63,9 @@ static void on_metrics(struct evhttp_request *req, void *arg) {
   METRIC(b, "counter", "distbuild_worker_actions_timeout_total",
          "Actions killed by their timeout.", h->id,
          atomic_load(&m->actions_timeout));
+  METRIC(b, "counter", "distbuild_worker_actions_cancelled_total",
+         "Running actions killed because the scheduler cancelled them.", h->id,
+         atomic_load(&m->actions_cancelled));
   METRIC(b, "gauge", "distbuild_worker_slots", "Execution slots.", h->id,
          atomic_load(&m->slots));
   METRIC(b, "gauge", "distbuild_worker_busy_slots", "Slots running an action.",

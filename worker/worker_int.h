@@ -13,21 +13,22 @@
 /* ---- metrics (worker_http.c exports them) -------------------------------- */
 
 typedef struct wk_metrics {
-  atomic_uint_fast64_t actions_run;      /* completed executions */
-  atomic_uint_fast64_t actions_failed;   /* exit code != 0 or non-OK status */
-  atomic_uint_fast64_t actions_infra;    /* non-OK ExecuteResponse.status */
-  atomic_uint_fast64_t actions_timeout;  /* DEADLINE_EXCEEDED */
-  atomic_uint_fast64_t busy_slots;       /* gauge */
-  atomic_uint_fast64_t slots;            /* gauge */
-  atomic_uint_fast64_t cache_hits;       /* input files found locally */
-  atomic_uint_fast64_t cache_misses;     /* input files fetched */
-  atomic_uint_fast64_t bytes_fetched;    /* raw bytes downloaded */
-  atomic_uint_fast64_t bytes_uploaded;   /* raw bytes uploaded */
-  atomic_uint_fast64_t tree_hits;        /* subtrees bound from tree cache */
-  atomic_uint_fast64_t tree_builds;      /* subtrees materialised */
-  atomic_uint_fast64_t sessions;         /* successful Connects */
-  atomic_uint_fast64_t connected;        /* gauge: session open */
-  atomic_uint_fast64_t completes_failed; /* Complete calls given up */
+  atomic_uint_fast64_t actions_run;       /* completed executions */
+  atomic_uint_fast64_t actions_failed;    /* exit code != 0 or non-OK status */
+  atomic_uint_fast64_t actions_infra;     /* non-OK ExecuteResponse.status */
+  atomic_uint_fast64_t actions_timeout;   /* DEADLINE_EXCEEDED */
+  atomic_uint_fast64_t actions_cancelled; /* killed on the scheduler's word */
+  atomic_uint_fast64_t busy_slots;        /* gauge */
+  atomic_uint_fast64_t slots;             /* gauge */
+  atomic_uint_fast64_t cache_hits;        /* input files found locally */
+  atomic_uint_fast64_t cache_misses;      /* input files fetched */
+  atomic_uint_fast64_t bytes_fetched;     /* raw bytes downloaded */
+  atomic_uint_fast64_t bytes_uploaded;    /* raw bytes uploaded */
+  atomic_uint_fast64_t tree_hits;         /* subtrees bound from tree cache */
+  atomic_uint_fast64_t tree_builds;       /* subtrees materialised */
+  atomic_uint_fast64_t sessions;          /* successful Connects */
+  atomic_uint_fast64_t connected;         /* gauge: session open */
+  atomic_uint_fast64_t completes_failed;  /* Complete calls given up */
 } wk_metrics;
 
 /* ---- arena: many small allocations freed at once ------------------------- */

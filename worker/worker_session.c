@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/eventfd.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -47,6 +48,7 @@ typedef struct wk_worker {
   pthread_cond_t cv;
   qitem *head, *tail;
   char **running; /* per slot: lease id being run (owned) or NULL */
+  int *cancel_fd; /* per slot: eventfd, written to cancel running[slot] */
   char session_id[80];
   uint64_t gen;
   int64_t hb_ms;
@@ -99,6 +101,25 @@ static void drop_queued(wk_worker *w, uint64_t gen, const char *lease) {
     }
     prev = q;
     pp = &q->next;
+  }
+}
+
+/* The scheduler no longer wants lease: drop it from the queue, or kill
+ * its sandbox if a slot runs it. Called with w->mu held; the slot drains
+ * its eventfd under w->mu before it takes the next lease, so a late
+ * cancel never hits the wrong action. */
+static void cancel_lease(wk_worker *w, const char *lease) {
+  uint64_t one = 1;
+  drop_queued(w, 0, lease);
+  for (int i = 0; i < w->cfg->slots; i++) {
+    if (!w->running[i] || strcmp(w->running[i], lease) != 0)
+      continue;
+    if (write(w->cancel_fd[i], &one, sizeof(one)) != (ssize_t)sizeof(one))
+      DB_WARN("worker", "slot %d: cannot cancel lease %s: %s", i, lease,
+              strerror(errno));
+    else
+      DB_INFO("worker", "slot %d: lease %s cancelled by the scheduler", i,
+              lease);
   }
 }
 
@@ -171,6 +192,7 @@ static void *slot_main(void *arg) {
   env.metrics = &w->m;
   env.feat = w->feat;
   env.slot = sa->slot;
+  env.cancel_fd = w->cancel_fd[sa->slot];
   for (;;) {
     qitem *q;
     wk_exec_result res;
@@ -187,6 +209,11 @@ static void *slot_main(void *arg) {
     w->head = q->next;
     if (!w->head)
       w->tail = NULL;
+    {
+      uint64_t stale;
+      while (read(env.cancel_fd, &stale, sizeof(stale)) > 0) {
+      } /* a cancel that came after the last action ended */
+    }
     w->running[sa->slot] = strdup(q->a->lease_id);
     snprintf(env.session_id, sizeof(env.session_id), "%s", w->session_id);
     pthread_mutex_unlock(&w->mu);
@@ -195,7 +222,10 @@ static void *slot_main(void *arg) {
     DB_DEBUG("worker", "slot %d: lease %s attempt %d", sa->slot, q->a->lease_id,
              q->a->attempt);
     rv = wk_exec_run(&env, q->a, &res);
-    if (rv == 0) {
+    if (rv == 0 && res.resp->status &&
+        res.resp->status->code == RPC_CANCELLED) {
+      wk_exec_result_free(&res); /* the scheduler has forgotten the lease */
+    } else if (rv == 0) {
       complete(w, cas, q->a, &res);
       wk_exec_result_free(&res);
     } else {
@@ -266,7 +296,7 @@ static int on_command(void *ctx, const uint8_t *msg, size_t len) {
       c->command_case ==
           DISTBUILD__WORKER__V1__WORKER_COMMAND__COMMAND_CANCEL_LEASE_ID &&
       c->cancel_lease_id) {
-    drop_queued(w, 0, c->cancel_lease_id);
+    cancel_lease(w, c->cancel_lease_id);
   }
   pthread_mutex_unlock(&w->mu);
   distbuild__worker__v1__worker_command__free_unpacked(c, NULL);
@@ -317,7 +347,7 @@ static int heartbeat(wk_worker *w, rpc_client *rc) {
   if (hr) {
     pthread_mutex_lock(&w->mu);
     for (size_t i = 0; i < hr->n_cancelled_lease_ids; i++)
-      drop_queued(w, 0, hr->cancelled_lease_ids[i]);
+      cancel_lease(w, hr->cancelled_lease_ids[i]);
     pthread_mutex_unlock(&w->mu);
     distbuild__worker__v1__heartbeat_response__free_unpacked(hr, NULL);
   }
@@ -516,11 +546,22 @@ int worker_run(const worker_config *cfg, volatile sig_atomic_t *stop) {
     }
   }
   w.running = calloc((size_t)cfg->slots, sizeof(char *));
+  w.cancel_fd = malloc((size_t)cfg->slots * sizeof(int));
   threads = calloc((size_t)cfg->slots, sizeof(*threads));
   args = calloc((size_t)cfg->slots, sizeof(*args));
   rv = DB_ENOMEM;
-  if (!w.running || !threads || !args)
+  if (!w.running || !w.cancel_fd || !threads || !args)
     goto out;
+  for (int i = 0; i < cfg->slots; i++)
+    w.cancel_fd[i] = -1;
+  for (int i = 0; i < cfg->slots; i++) {
+    w.cancel_fd[i] = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (w.cancel_fd[i] < 0) {
+      rv = db_err_from_errno(errno);
+      DB_ERROR("worker", "eventfd: %s", strerror(errno));
+      goto out;
+    }
+  }
   for (int i = 0; i < cfg->slots; i++) {
     args[i].w = &w;
     args[i].slot = i;
@@ -553,6 +594,10 @@ out:
   for (int i = 0; w.running && i < cfg->slots; i++)
     free(w.running[i]);
   free(w.running);
+  for (int i = 0; w.cancel_fd && i < cfg->slots; i++)
+    if (w.cancel_fd[i] >= 0)
+      close(w.cancel_fd[i]);
+  free(w.cancel_fd);
   free(threads);
   free(args);
   wk_cache_close(w.cache);
