@@ -127,6 +127,8 @@ int sched_new(struct event_base *base, rpc_server *srv, cas_store *store,
     s->o.default_timeout_ms = 600000;
   if (s->o.default_timeout_ms > s->o.max_timeout_ms)
     s->o.default_timeout_ms = s->o.max_timeout_ms;
+  if (s->o.orphan_timeout_ms == 0)
+    s->o.orphan_timeout_ms = 60000;
   if (s->o.retention_ms <= 0)
     s->o.retention_ms = 600000;
   if (s->o.max_retained == 0)
@@ -198,6 +200,7 @@ void sched_get_stats(const sched *s, sched_stats *out) {
   out->failed = s->c.failed;
   out->requeued = s->c.requeued;
   out->rejected = s->c.rejected;
+  out->cancelled = s->c.cancelled;
   out->queue_depth = s->q.depth;
   out->running = s->running;
   out->operations = sched_map_size(s->ops);

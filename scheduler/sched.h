@@ -42,6 +42,11 @@ typedef struct sched_opts {
   size_t max_retained;        /* ... and at most this many; 0 = 50000 */
   int max_attempts;           /* dispatches per action before it fails
                                  UNAVAILABLE; 0 = 3 */
+  int64_t orphan_timeout_ms;  /* an action no Execute / WaitExecution
+                                 stream has watched for this long is
+                                 cancelled: dropped from the queue, or
+                                 killed on its worker, and not cached;
+                                 0 = 60000, < 0 = never */
 } sched_opts;
 
 /* Counters and gauges for /metrics and tests. */
@@ -54,6 +59,7 @@ typedef struct sched_stats {
   uint64_t failed;       /* completed with non-OK status or exit != 0 */
   uint64_t requeued;     /* attempts lost with a worker and requeued */
   uint64_t rejected;     /* Execute refused (missing inputs, invalid) */
+  uint64_t cancelled;    /* cancelled: no client waited for them */
   size_t queue_depth;    /* operations waiting for a worker */
   size_t running;        /* operations on a worker */
   size_t operations;     /* operations known (incl. retained ones) */

@@ -37,6 +37,10 @@ static void usage(FILE *f) {
           "waits (default 60)\n"
           "  --max-timeout S        largest Action timeout accepted "
           "(default 3600)\n"
+          "  --orphan-timeout S     cancel an action once no client has "
+          "waited for it\n"
+          "                         for S seconds (default 60; 'off': "
+          "run it to the end)\n"
           "  --sync MODE            CAS durability: background (default; "
           "one syncfs\n"
           "                         per burst, ~20 ms after a write) or "
@@ -46,9 +50,10 @@ static void usage(FILE *f) {
           "  --http-port-file F     write the bound HTTP port to F\n"
           "Environment: CARGO_DISTBUILD_SCHEDULER_LISTEN, _CAS_DIR, "
           "_MAX_SIZE,\n"
-          "_HTTP_LISTEN, _HEARTBEAT_MS, _QUEUE_TIMEOUT, _MAX_TIMEOUT, _SYNC "
-          "(prefix\nCARGO_DISTBUILD_SCHEDULER) override the defaults; "
-          "flags override both.\n");
+          "_HTTP_LISTEN, _HEARTBEAT_MS, _QUEUE_TIMEOUT, _MAX_TIMEOUT, "
+          "_ORPHAN_TIMEOUT,\n"
+          "_SYNC (prefix CARGO_DISTBUILD_SCHEDULER) override the defaults; "
+          "flags\noverride both.\n");
 }
 
 typedef struct run_ctx {
@@ -115,6 +120,7 @@ static int sched_run(int argc, char **argv) {
       {"heartbeat-ms", required_argument, NULL, 'b'},
       {"queue-timeout", required_argument, NULL, 'q'},
       {"max-timeout", required_argument, NULL, 't'},
+      {"orphan-timeout", required_argument, NULL, 'o'},
       {"port-file", required_argument, NULL, 'p'},
       {"http-port-file", required_argument, NULL, 'P'},
       {"sync", required_argument, NULL, 's'},
@@ -127,6 +133,7 @@ static int sched_run(int argc, char **argv) {
   const char *hb = env("CARGO_DISTBUILD_SCHEDULER_HEARTBEAT_MS");
   const char *qt = env("CARGO_DISTBUILD_SCHEDULER_QUEUE_TIMEOUT");
   const char *mt = env("CARGO_DISTBUILD_SCHEDULER_MAX_TIMEOUT");
+  const char *ot = env("CARGO_DISTBUILD_SCHEDULER_ORPHAN_TIMEOUT");
   const char *sync = env("CARGO_DISTBUILD_SCHEDULER_SYNC");
   const char *port_file = NULL, *http_port_file = NULL;
   unsigned long long budget = 0;
@@ -141,7 +148,7 @@ static int sched_run(int argc, char **argv) {
   struct event *sigint = NULL, *sigterm = NULL;
   int opt, rc, ret = 1;
   char *end;
-  char murl[300];
+  char murl[300], orphan[32];
 
   optind = 1;
   while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
@@ -166,6 +173,9 @@ static int sched_run(int argc, char **argv) {
       break;
     case 't':
       mt = optarg;
+      break;
+    case 'o':
+      ot = optarg;
       break;
     case 'p':
       port_file = optarg;
@@ -208,6 +218,12 @@ static int sched_run(int argc, char **argv) {
   }
   if (qt && (o.queue_timeout_ms = parse_secs(qt)) < 0) {
     fprintf(stderr, "scheduler run: invalid --queue-timeout '%s'\n", qt);
+    return 2;
+  }
+  if (ot && !strcmp(ot, "off"))
+    o.orphan_timeout_ms = -1;
+  else if (ot && (o.orphan_timeout_ms = parse_secs(ot)) < 0) {
+    fprintf(stderr, "scheduler run: invalid --orphan-timeout '%s'\n", ot);
     return 2;
   }
   if (mt && (o.max_timeout_ms = parse_secs(mt)) < 0) {
@@ -275,18 +291,24 @@ static int sched_run(int argc, char **argv) {
              sched_http_port(http));
   else
     snprintf(murl, sizeof(murl), "off");
-  DB_INFO("sched",
-          "scheduler serving Execution, ActionCache, CAS, ByteStream, "
-          "Capabilities and WorkerService on %.*s:%d (CAS %s, budget %.1f "
-          "GiB, %llu blobs); metrics %s; heartbeat %lld ms, queue timeout "
-          "%.1fs, max action timeout %.0fs",
-          (int)(strrchr(listen, ':') - listen), listen,
-          rpc_server_port(ctx.srv), cas_dir,
-          (double)budget / (1024.0 * 1024 * 1024),
-          (unsigned long long)stats.blobs, murl,
-          (long long)(o.heartbeat_ms ? o.heartbeat_ms : 1000),
-          (double)(o.queue_timeout_ms ? o.queue_timeout_ms : 60000) / 1000.0,
-          (double)(o.max_timeout_ms ? o.max_timeout_ms : 3600000) / 1000.0);
+  if (o.orphan_timeout_ms < 0)
+    snprintf(orphan, sizeof(orphan), "off");
+  else
+    snprintf(orphan, sizeof(orphan), "%.1fs",
+             (double)(o.orphan_timeout_ms ? o.orphan_timeout_ms : 60000) /
+                 1000.0);
+  DB_INFO(
+      "sched",
+      "scheduler serving Execution, ActionCache, CAS, ByteStream, "
+      "Capabilities and WorkerService on %.*s:%d (CAS %s, budget %.1f "
+      "GiB, %llu blobs); metrics %s; heartbeat %lld ms, queue timeout "
+      "%.1fs, max action timeout %.0fs, orphan timeout %s",
+      (int)(strrchr(listen, ':') - listen), listen, rpc_server_port(ctx.srv),
+      cas_dir, (double)budget / (1024.0 * 1024 * 1024),
+      (unsigned long long)stats.blobs, murl,
+      (long long)(o.heartbeat_ms ? o.heartbeat_ms : 1000),
+      (double)(o.queue_timeout_ms ? o.queue_timeout_ms : 60000) / 1000.0,
+      (double)(o.max_timeout_ms ? o.max_timeout_ms : 3600000) / 1000.0, orphan);
   event_base_dispatch(ctx.base);
   DB_INFO("sched", "stopped");
   ret = 0;

@@ -215,6 +215,8 @@ void sched_op_complete(sched *s, sched_op *op, const PbExecResp *resp) {
   retain(s, op);
   if (code == RPC_OK && exit_code == 0)
     s->c.executed++;
+  else if (code == RPC_CANCELLED)
+    s->c.cancelled++;
   else
     s->c.failed++;
   if (code == RPC_OK)
@@ -294,6 +296,7 @@ static int watch(sched *s, sched_op *op, rpc_call *call) {
   }
   w->call = call;
   w->op = op;
+  op->orphaned_ms = 0;
   w->next = op->watchers;
   if (op->watchers)
     op->watchers->prev = w;
@@ -307,6 +310,7 @@ static int watch(sched *s, sched_op *op, rpc_call *call) {
 
 static void watch_on_close(rpc_call *call, int code) {
   sched_watch *w = rpc_call_data(call);
+  sched *s = rpc_call_method_data(call);
 
   (void)code;
   if (!w)
@@ -318,6 +322,12 @@ static void watch_on_close(rpc_call *call, int code) {
       w->op->watchers = w->next;
     if (w->next)
       w->next->prev = w->prev;
+    /* The client may come back (WaitExecution) or resubmit; the tick
+     * cancels the op if nobody has within the orphan timeout. */
+    if (!w->op->watchers && w->op->stage != SCHED_STAGE_COMPLETED) {
+      w->op->orphaned_ms = rpc_now_ms();
+      s->orphans = 1;
+    }
   }
   free(w);
 }

@@ -43,6 +43,7 @@ static void metrics(const sched *s, struct evbuffer *b) {
       "distbuild_scheduler_actions_total{outcome=\"requeued\"} %llu\n"
       "distbuild_scheduler_actions_total{outcome=\"merged\"} %llu\n"
       "distbuild_scheduler_actions_total{outcome=\"rejected\"} %llu\n"
+      "distbuild_scheduler_actions_total{outcome=\"cancelled\"} %llu\n"
       "# HELP distbuild_scheduler_execute_requests_total Execute calls "
       "accepted.\n"
       "# TYPE distbuild_scheduler_execute_requests_total counter\n"
@@ -71,8 +72,9 @@ static void metrics(const sched *s, struct evbuffer *b) {
       st.queue_depth, st.running, (unsigned long long)st.cache_hits,
       (unsigned long long)st.executed, (unsigned long long)st.failed,
       (unsigned long long)st.requeued, (unsigned long long)st.merged,
-      (unsigned long long)st.rejected, (unsigned long long)st.submitted,
-      (unsigned long long)st.cache_hits, (unsigned long long)st.cache_misses,
+      (unsigned long long)st.rejected, (unsigned long long)st.cancelled,
+      (unsigned long long)st.submitted, (unsigned long long)st.cache_hits,
+      (unsigned long long)st.cache_misses,
       lookups ? (double)st.cache_hits / (double)lookups : 0.0, st.workers,
       st.slots, st.busy_slots, st.operations);
   if (s->store) {

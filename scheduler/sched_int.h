@@ -92,7 +92,8 @@ struct sched_op {
   unsigned matched_gen;    /* s->workers_gen when checked */
   int matchable;
   int64_t done_ms;
-  char *last_error; /* why the last attempt was lost */
+  int64_t orphaned_ms; /* when its last watcher left; 0 while watched */
+  char *last_error;    /* why the last attempt was lost */
   /* The serialized Action and Command, sent along with each Assignment;
    * freed once the op completes. */
   uint8_t *action_pb, *command_pb;
@@ -158,7 +159,7 @@ struct sched_worker {
 
 typedef struct sched_counters {
   uint64_t submitted, cache_hits, cache_misses, merged, executed, failed,
-      requeued, rejected;
+      requeued, rejected, cancelled;
 } sched_counters;
 
 struct sched {
@@ -183,6 +184,7 @@ struct sched {
   struct event *tick;
   int64_t last_keepalive_ms;
   int64_t last_progress_ms; /* last periodic re-send to watchers */
+  int orphans;              /* some op may have lost its last watcher */
   uint64_t id_seed;
   uint64_t id_ctr;
   sched_counters c;

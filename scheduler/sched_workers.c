@@ -591,6 +591,79 @@ static void scan_op(sched_op *op, void *ctx) {
   qs->expired[qs->n++] = op;
 }
 
+typedef struct orphan_scan {
+  int64_t now, timeout_ms;
+  int pending; /* orphans not yet due */
+  sched_op **due;
+  size_t n, cap;
+} orphan_scan;
+
+static int find_orphan(const char *key, void *val, void *ctx) {
+  orphan_scan *os = ctx;
+  sched_op *op = val;
+
+  (void)key;
+  if (op->stage == SCHED_STAGE_COMPLETED || op->watchers || !op->orphaned_ms)
+    return 0;
+  if (os->now - op->orphaned_ms < os->timeout_ms) {
+    os->pending = 1;
+    return 0;
+  }
+  if (os->n == os->cap) {
+    size_t cap = os->cap ? os->cap * 2 : 16;
+    sched_op **n = realloc(os->due, cap * sizeof(*n));
+    if (!n) {
+      os->pending = 1; /* try again next tick */
+      return 0;
+    }
+    os->due = n;
+    os->cap = cap;
+  }
+  os->due[os->n++] = op;
+  return 0;
+}
+
+/* Cancel every operation that no client has watched for the orphan
+ * timeout, as Buildbarn does: the client that wanted it is gone (a
+ * cargo build interrupted, a wrapper that fell back to local rustc), so
+ * its queue slot or worker slot is better spent on work someone waits
+ * for. A queued op leaves the queue; a running one is killed on its
+ * worker. Neither is cached; a later Execute starts afresh. */
+static void cancel_orphans(sched *s, int64_t now) {
+  orphan_scan os = {0};
+
+  if (!s->orphans || s->o.orphan_timeout_ms < 0)
+    return;
+  os.now = now;
+  os.timeout_ms = s->o.orphan_timeout_ms;
+  sched_map_sweep(s->ops, find_orphan, &os);
+  s->orphans = os.pending;
+  for (size_t i = 0; i < os.n; i++) {
+    sched_op *op = os.due[i];
+    sched_lease *l = op->lease;
+    char where[160];
+
+    if (l) {
+      WorkerCmd c = DISTBUILD__WORKER__V1__WORKER_COMMAND__INIT;
+      c.command_case =
+          DISTBUILD__WORKER__V1__WORKER_COMMAND__COMMAND_CANCEL_LEASE_ID;
+      c.cancel_lease_id = l->id;
+      if (l->w->call)
+        send_cmd(l->w->call, &c);
+      snprintf(where, sizeof(where), "killed on worker %s", l->w->id);
+      lease_end(s, l);
+    } else {
+      snprintf(where, sizeof(where), "dropped from the queue");
+    }
+    DB_INFO("sched", "job cancelled: %s (%s): no client for %.1fs", op->name,
+            where, (double)(now - op->orphaned_ms) / 1000.0);
+    sched_op_fail(s, op, RPC_CANCELLED,
+                  "cancelled: no client waited for the action for %.1fs",
+                  (double)(now - op->orphaned_ms) / 1000.0);
+  }
+  free(os.due);
+}
+
 static int resend_progress(const char *key, void *val, void *ctx) {
   sched_op *op = val;
   (void)key;
@@ -658,6 +731,7 @@ void sched_workers_tick(sched *s, int64_t now) {
                     plat, (double)s->o.queue_timeout_ms / 1000.0);
   }
   free(qs.expired);
+  cancel_orphans(s, now);
   sched_dispatch(s);
 }
 

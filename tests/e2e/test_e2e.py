@@ -8,7 +8,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from e2e_lib import (Cluster, Tree, check, grpc, pbd,  # noqa: E402
+from e2e_lib import (Cluster, Tree, check, grpc, metric, pbd,  # noqa: E402
                      error_details_pb2)
 
 BIN = sys.argv[1]
@@ -499,6 +499,51 @@ def case_jobserver(c):
     check("no jobserver in" in c.workers[0].log(), "warned", c)
 
 
+def case_orphan(c):
+    """The client gives up on a running action: after the scheduler's
+    orphan timeout the worker kills its whole process tree, caches
+    nothing, and the slot runs the next action."""
+    tag = "8%d" % (os.getpid() % 100000)
+    w = c.workers[0]
+    dg, _ = c.client.make_action(
+        [SH, "-c", "sleep %s1 & sleep %s2; echo done > o" % (tag, tag)],
+        outputs=["o"])
+    r = c.client.execute(dg, timeout=1.5)  # the client leaves after 1.5 s
+    check(r.status.code == 4, "client deadline: %s" % r.status, c)
+    check(w.metric("distbuild_worker_busy_slots") == 1, "still running", c)
+    deadline = time.time() + 10
+    while time.time() < deadline and (
+            pids_matching("sleep %s" % tag) or
+            w.metric("distbuild_worker_busy_slots") != 0):
+        time.sleep(0.05)
+    check(not pids_matching("sleep %s" % tag), "processes survived: %s" %
+          pids_matching("sleep %s" % tag), c)
+    check(w.metric("distbuild_worker_busy_slots") == 0, "slot freed", c)
+    check(w.metric("distbuild_worker_actions_cancelled_total") == 1,
+          "counted as cancelled", c)
+    check(w.metric("distbuild_worker_actions_run_total") == 0,
+          "not counted as run", c)
+    check(metric(c.sched.http_port,
+                 'distbuild_scheduler_actions_total{outcome="cancelled"}')
+          == 1, "scheduler counted it", c)
+    check("cancelled by the scheduler" in w.log(), "worker log", c)
+    try:
+        c.client.get_action_result(dg)
+        check(False, "cancelled action cached", c)
+    except grpc.RpcError as e:
+        check(e.code() == grpc.StatusCode.NOT_FOUND, e, c)
+    deadline = time.time() + 5
+    actions = os.path.join(w.cache_dir, "actions")
+    while time.time() < deadline and os.listdir(actions):
+        time.sleep(0.05)
+    check(os.listdir(actions) == [], "action dir left: %s" %
+          os.listdir(actions), c)
+    dg2, _ = c.client.make_action([SH, "-c", "echo next > o"], outputs=["o"])
+    r2 = c.client.execute(dg2)
+    ok(r2, c, "next action")
+    check(c.client.output_file(r2.result, "o") == b"next\n", "", c)
+
+
 CASES = {
     "early_link": (case_early_link, {}),
     "jobserver": (case_jobserver, {"nworkers": 1,
@@ -516,6 +561,8 @@ CASES = {
     "worker_kill": (case_worker_kill, {}),
     "sched_restart": (case_sched_restart, {}),
     "cas_failure": (case_cas_failure, {}),
+    "orphan": (case_orphan, {"nworkers": 1,
+                             "sched_extra": ["--orphan-timeout", "0.5"]}),
 }
 
 

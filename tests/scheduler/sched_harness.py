@@ -241,6 +241,7 @@ class FakeWorker:
         self.status_code = status_code
         self.heartbeat = heartbeat
         self.assignments = []       # every Assignment received, in order
+        self.cancels = []           # lease ids the scheduler cancelled
         self.q = queue.Queue()      # Assignments for manual mode
         self.running = set()
         self.hb_interval = None
@@ -270,6 +271,10 @@ class FakeWorker:
                 if cmd.heartbeat_interval_ms:
                     self.hb_interval = cmd.heartbeat_interval_ms
                 self.ready.set()
+                if cmd.WhichOneof("command") == "cancel_lease_id":
+                    with self.lock:
+                        self.cancels.append(cmd.cancel_lease_id)
+                        self.running.discard(cmd.cancel_lease_id)
                 if cmd.HasField("assign"):
                     a = cmd.assign
                     with self.lock:

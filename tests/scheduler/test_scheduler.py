@@ -633,6 +633,138 @@ class DiskFullTest(SchedTestBase):
                          sorted(small.values()))
 
 
+class OrphanTest(SchedTestBase):
+    """An action whose clients have all gone is cancelled after the
+    orphan timeout: dropped from the queue, or killed on its worker."""
+    extra = ("--heartbeat-ms", "200", "--queue-timeout", "30",
+             "--orphan-timeout", "0.5")
+
+    def first_op(self, call):
+        return h.operations_pb2.Operation.FromString(next(call))
+
+    def test_running_orphan_is_cancelled_and_not_cached(self):
+        w = self.worker(mode="manual")
+        d, _ = self.client.make_action()
+        call = self.client.execute_call(d)
+        a = w.next_assignment()
+        name = self.first_op(call).name
+        call.cancel()
+        t0 = time.time()
+        self.wait_for(lambda: a.lease_id in w.cancels, what="cancel_lease_id")
+        self.assertGreaterEqual(time.time() - t0, 0.4)
+        self.assertEqual(self.sched.metric(
+            'distbuild_scheduler_actions_total{outcome="cancelled"}'), 1)
+        self.assertEqual(self.sched.metric("distbuild_scheduler_running"), 0)
+        self.assertEqual(self.sched.metric("distbuild_scheduler_busy_slots"),
+                         0)
+        self.assertIn("job cancelled: %s (killed on worker w1)" % name,
+                      self.sched.output())
+        # A result that still arrives is ignored, not cached.
+        w.complete(a)
+        self.expect_rpc_error(lambda: self.client.unary(
+            h.AC + "GetActionResult",
+            re_pb2.GetActionResultRequest(action_digest=d),
+            re_pb2.ActionResult), grpc.StatusCode.NOT_FOUND)
+        # The operation stays resolvable, as cancelled.
+        ops = [h.operations_pb2.Operation.FromString(m)
+               for m in self.client.wait_call(name)]
+        self.assertTrue(ops[-1].done)
+        self.assertEqual(h.response_of(ops[-1]).status.code, 1)  # CANCELLED
+        # Submitting again starts afresh on the freed slot.
+        call2 = self.client.execute_call(d)
+        a2 = w.next_assignment()
+        self.assertNotEqual(a2.lease_id, a.lease_id)
+        self.assertEqual(a2.attempt, 1)
+        w.complete(a2)
+        ops = [h.operations_pb2.Operation.FromString(m) for m in call2]
+        self.assertNotEqual(ops[-1].name, name)
+        self.assertEqual(h.response_of(ops[-1]).status.code, 0)
+
+    def test_queued_orphan_is_dropped(self):
+        w = self.worker(mode="manual", slots=1)
+        call1, a1 = self.dispatch(w)
+        d2, _ = self.client.make_action(argv=("rustc", "--crate-name", "y"))
+        call2 = self.client.execute_call(d2)
+        self.assertEqual(h.stage_of(self.first_op(call2)), STAGE.QUEUED)
+        self.assertEqual(self.sched.metric("distbuild_scheduler_queue_depth"),
+                         1)
+        call2.cancel()
+        self.wait_for(lambda: self.sched.metric(
+            'distbuild_scheduler_actions_total{outcome="cancelled"}') == 1,
+            what="the queued orphan's cancellation")
+        self.assertEqual(self.sched.metric("distbuild_scheduler_queue_depth"),
+                         0)
+        self.assertIn("(dropped from the queue)", self.sched.output())
+        # The watched action is untouched, and the slot it frees gets
+        # nothing: the dropped action is not dispatched.
+        w.complete(a1)
+        ops = [h.operations_pb2.Operation.FromString(m) for m in call1]
+        self.assertEqual(h.response_of(ops[-1]).status.code, 0)
+        with self.assertRaises(h.queue.Empty):
+            w.next_assignment(timeout=0.8)
+        self.assertEqual(w.cancels, [])
+
+    def test_reattached_client_keeps_the_action(self):
+        w = self.worker(mode="manual")
+        d, _ = self.client.make_action()
+        call = self.client.execute_call(d)
+        a = w.next_assignment()
+        name = self.first_op(call).name
+        call.cancel()
+        wait = self.client.wait_call(name)
+        self.assertEqual(h.operations_pb2.Operation.FromString(
+            next(wait)).name, name)
+        time.sleep(1.2)  # more than twice the orphan timeout
+        self.assertEqual(w.cancels, [])
+        w.complete(a)
+        ops = [h.operations_pb2.Operation.FromString(m) for m in wait]
+        self.assertEqual(h.response_of(ops[-1]).status.code, 0)
+        self.assertEqual(self.sched.metric(
+            'distbuild_scheduler_actions_total{outcome="cancelled"}'), 0)
+
+    def test_resubmitted_action_joins_the_orphan(self):
+        w = self.worker(mode="manual")
+        d, _ = self.client.make_action()
+        call = self.client.execute_call(d)
+        a = w.next_assignment()
+        name = self.first_op(call).name
+        call.cancel()
+        time.sleep(0.2)
+        call2 = self.client.execute_call(d)  # the next build, same action
+        self.assertEqual(self.first_op(call2).name, name)
+        time.sleep(1.2)
+        self.assertEqual(w.cancels, [])
+        w.complete(a)
+        ops = [h.operations_pb2.Operation.FromString(m) for m in call2]
+        self.assertEqual(h.response_of(ops[-1]).status.code, 0)
+        self.assertEqual(len(w.assignments), 1)
+        self.assertEqual(self.sched.metric(
+            'distbuild_scheduler_actions_total{outcome="merged"}'), 1)
+
+
+class OrphanOffTest(SchedTestBase):
+    """--orphan-timeout off: an abandoned action runs to the end and its
+    result is cached for the next build."""
+    extra = ("--heartbeat-ms", "200", "--orphan-timeout", "off")
+
+    def test_abandoned_action_completes_and_is_cached(self):
+        w = self.worker(mode="manual")
+        d, _ = self.client.make_action()
+        call = self.client.execute_call(d)
+        a = w.next_assignment()
+        next(call)
+        call.cancel()
+        time.sleep(1.0)
+        self.assertEqual(w.cancels, [])
+        w.complete(a)
+        ar = self.client.unary(
+            h.AC + "GetActionResult",
+            re_pb2.GetActionResultRequest(action_digest=d),
+            re_pb2.ActionResult)
+        self.assertEqual(ar.execution_metadata.worker, "w1")
+        self.assertIn("orphan timeout off", self.sched.output())
+
+
 if __name__ == "__main__":
     BINARY = sys.argv.pop(1)
     unittest.main(verbosity=2)
