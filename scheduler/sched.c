@@ -99,7 +99,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg) {
   (void)what;
   if (s->stopping)
     return;
-  sched_workers_tick(s, now);
+  sched_tick(s, now);
   sched_ops_gc(s, now);
 }
 

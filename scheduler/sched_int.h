@@ -219,10 +219,25 @@ void sched_op_free(sched_op *op);
 int sched_workers_register(sched *s);
 /* Hand queued ops to free worker slots. */
 void sched_dispatch(sched *s);
-/* Liveness, keepalives, lease overruns, queue timeouts. */
-void sched_workers_tick(sched *s, int64_t now);
 void sched_workers_shutdown(sched *s);
 void sched_workers_free(sched *s);
+/* Send cmd on a worker's Connect stream; 0 or a negative DB_E* code. */
+int sched_worker_send(rpc_call *call,
+                      const Distbuild__Worker__V1__WorkerCommand *cmd);
+/* End a worker session: requeue (or fail) its leases, free it. */
+void sched_worker_gone(sched *s, sched_worker *w, const char *reason);
+/* Free a lease and its worker slot; the op is left as it is. */
+void sched_lease_end(sched *s, sched_lease *l);
+/* The attempt behind l is lost: requeue its op, or fail it after
+ * max_attempts. Frees l. */
+void sched_lease_lost(sched *s, sched_lease *l, const char *reason);
+/* Tell l's worker to drop or kill the attempt (cancel_lease_id); l stays
+ * (end or lose it next). */
+void sched_lease_cancel(sched_lease *l);
+
+/* sched_tick.c */
+/* Liveness, keepalives, lease overruns, queue and orphan timeouts. */
+void sched_tick(sched *s, int64_t now);
 
 /* sched_check.c */
 /* Load and parse the Action. On failure returns non-zero and fills st

@@ -20,10 +20,6 @@
 #include <string.h>
 
 #define WORKER_PREFIX "/distbuild.worker.v1.WorkerService/"
-#define KEEPALIVE_MS 5000
-#define PROGRESS_MS 30000
-#define LEASE_GRACE_MS 60000
-#define MISSED_BEATS 3
 
 typedef Distbuild__Worker__V1__ConnectRequest ConnReq;
 typedef Distbuild__Worker__V1__WorkerCommand WorkerCmd;
@@ -35,7 +31,7 @@ typedef Distbuild__Worker__V1__CompleteResponse CompResp;
 typedef Distbuild__Worker__V1__ProgressRequest ProgReq;
 typedef Distbuild__Worker__V1__ProgressResponse ProgResp;
 
-static int send_cmd(rpc_call *call, const WorkerCmd *cmd) {
+int sched_worker_send(rpc_call *call, const WorkerCmd *cmd) {
   uint8_t *buf = NULL;
   size_t len = 0;
   int rc = reapi_pb_pack(&cmd->base, &buf, &len);
@@ -59,8 +55,18 @@ static void reply(rpc_call *call, const ProtobufCMessage *m) {
   free(buf);
 }
 
+void sched_lease_cancel(sched_lease *l) {
+  WorkerCmd c = DISTBUILD__WORKER__V1__WORKER_COMMAND__INIT;
+
+  c.command_case =
+      DISTBUILD__WORKER__V1__WORKER_COMMAND__COMMAND_CANCEL_LEASE_ID;
+  c.cancel_lease_id = l->id;
+  if (l->w->call)
+    sched_worker_send(l->w->call, &c);
+}
+
 /* Free a lease and its slot; the op is left as it is. */
-static void lease_end(sched *s, sched_lease *l) {
+void sched_lease_end(sched *s, sched_lease *l) {
   sched_worker *w = l->w;
 
   if (l->prev)
@@ -78,12 +84,12 @@ static void lease_end(sched *s, sched_lease *l) {
 }
 
 /* The attempt behind l is lost: requeue its op or fail it. */
-static void lease_lost(sched *s, sched_lease *l, const char *reason) {
+void sched_lease_lost(sched *s, sched_lease *l, const char *reason) {
   sched_op *op = l->op;
   char wid[128];
 
   snprintf(wid, sizeof(wid), "%s", l->w->id);
-  lease_end(s, l);
+  sched_lease_end(s, l);
   free(op->last_error);
   op->last_error = NULL;
   if (asprintf(&op->last_error, "worker %s: %s", wid, reason) < 0)
@@ -107,7 +113,7 @@ static void lease_lost(sched *s, sched_lease *l, const char *reason) {
 }
 
 /* End a worker session: requeue its leases, free it. */
-static void worker_gone(sched *s, sched_worker *w, const char *reason) {
+void sched_worker_gone(sched *s, sched_worker *w, const char *reason) {
   int n = 0;
 
   if (w->call) {
@@ -124,7 +130,7 @@ static void worker_gone(sched *s, sched_worker *w, const char *reason) {
   s->n_workers--;
   s->workers_gen++;
   while (w->leases) {
-    lease_lost(s, w->leases, reason);
+    sched_lease_lost(s, w->leases, reason);
     n++;
   }
   DB_INFO("sched", "worker left: %s (%s); %d action%s requeued or failed",
@@ -188,7 +194,7 @@ static int assign(sched *s, sched_op *op, sched_worker *w) {
   cmd.assign = &as;
   rc = sched_map_put(s->leases, l->id, l);
   if (rc == 0) {
-    rc = send_cmd(w->call, &cmd);
+    rc = sched_worker_send(w->call, &cmd);
     if (rc)
       sched_map_del(s->leases, l->id);
   }
@@ -244,7 +250,7 @@ void sched_dispatch(sched *s) {
       if (assign(s, op, w)) {
         /* Back to the front; the worker's stream is broken. */
         sched_queue_push(&s->q, op, op->invocation, 1);
-        worker_gone(s, w, "cannot send assignment");
+        sched_worker_gone(s, w, "cannot send assignment");
       }
     }
   } while (s->redispatch && !s->stopping);
@@ -285,7 +291,7 @@ static void connect_on_message(rpc_call *call, const uint8_t *msg, size_t len) {
         !strcmp(old->session, req->session_id))
       break;
   if (old)
-    worker_gone(s, old, "replaced by a new session");
+    sched_worker_gone(s, old, "replaced by a new session");
   w = calloc(1, sizeof(*w));
   if (!w || !(w->id = strdup(req->worker_id)) ||
       !(w->session = strdup(req->session_id)) ||
@@ -299,7 +305,7 @@ static void connect_on_message(rpc_call *call, const uint8_t *msg, size_t len) {
   first.command_case = DISTBUILD__WORKER__V1__WORKER_COMMAND__COMMAND_KEEPALIVE;
   first.keepalive = 1;
   first.heartbeat_interval_ms = s->o.heartbeat_ms;
-  if (send_cmd(call, &first)) {
+  if (sched_worker_send(call, &first)) {
     rpc_call_finish(call, RPC_INTERNAL, "cannot send the first command");
     goto fail;
   }
@@ -340,7 +346,7 @@ static void connect_on_close(rpc_call *call, int code) {
     rpc_call_set_data(call, NULL);
     return; /* sched_workers_free() frees it */
   }
-  worker_gone(s, w, why);
+  sched_worker_gone(s, w, why);
 }
 
 static void hb_on_message(rpc_call *call, const uint8_t *msg, size_t len) {
@@ -428,7 +434,7 @@ static void complete_on_message(rpc_call *call, const uint8_t *msg,
   er = req->response ? req->response : &empty;
   code = er->status ? er->status->code : RPC_OK;
   if (code == RPC_OK && !er->result) {
-    lease_end(s, l);
+    sched_lease_end(s, l);
     sched_op_fail(s, op, RPC_INTERNAL,
                   "worker %s reported OK without an ActionResult",
                   req->worker_id);
@@ -437,9 +443,9 @@ static void complete_on_message(rpc_call *call, const uint8_t *msg,
     char why[300];
     snprintf(why, sizeof(why), "%s: %.200s", rpc_code_name(code),
              er->status->message);
-    lease_lost(s, l, why);
+    sched_lease_lost(s, l, why);
   } else {
-    lease_end(s, l);
+    sched_lease_end(s, l);
     er->cached_result = 0;
     if (code == RPC_OK && er->result->exit_code == 0 && op->cacheable)
       store_result(s, op, er->result);
@@ -546,193 +552,6 @@ int sched_workers_register(sched *s) {
   m.path = WORKER_PREFIX "Progress";
   m.on_message = progress_on_message;
   return rpc_server_add_method(s->srv, &m);
-}
-
-/* ---- periodic work ---- */
-
-typedef struct queue_scan {
-  sched *s;
-  int64_t now;
-  sched_op **expired;
-  size_t n, cap;
-} queue_scan;
-
-static int any_worker_matches(sched *s, const sched_op *op) {
-  const sched_worker *w;
-  for (w = s->workers; w; w = w->next)
-    if (w->call && sched_platform_subset(&op->platform, &w->platform))
-      return 1;
-  return 0;
-}
-
-static void scan_op(sched_op *op, void *ctx) {
-  queue_scan *qs = ctx;
-
-  if (op->matched_gen != qs->s->workers_gen || !op->matched_gen) {
-    op->matched_gen = qs->s->workers_gen;
-    op->matchable = any_worker_matches(qs->s, op);
-  }
-  if (op->matchable) {
-    op->unmatched_since = 0;
-    return;
-  }
-  if (!op->unmatched_since)
-    op->unmatched_since = qs->now;
-  if (qs->now - op->unmatched_since < qs->s->o.queue_timeout_ms)
-    return;
-  if (qs->n == qs->cap) {
-    size_t cap = qs->cap ? qs->cap * 2 : 16;
-    sched_op **n = realloc(qs->expired, cap * sizeof(*n));
-    if (!n)
-      return; /* try again next tick */
-    qs->expired = n;
-    qs->cap = cap;
-  }
-  qs->expired[qs->n++] = op;
-}
-
-typedef struct orphan_scan {
-  int64_t now, timeout_ms;
-  int pending; /* orphans not yet due */
-  sched_op **due;
-  size_t n, cap;
-} orphan_scan;
-
-static int find_orphan(const char *key, void *val, void *ctx) {
-  orphan_scan *os = ctx;
-  sched_op *op = val;
-
-  (void)key;
-  if (op->stage == SCHED_STAGE_COMPLETED || op->watchers || !op->orphaned_ms)
-    return 0;
-  if (os->now - op->orphaned_ms < os->timeout_ms) {
-    os->pending = 1;
-    return 0;
-  }
-  if (os->n == os->cap) {
-    size_t cap = os->cap ? os->cap * 2 : 16;
-    sched_op **n = realloc(os->due, cap * sizeof(*n));
-    if (!n) {
-      os->pending = 1; /* try again next tick */
-      return 0;
-    }
-    os->due = n;
-    os->cap = cap;
-  }
-  os->due[os->n++] = op;
-  return 0;
-}
-
-/* Cancel every operation that no client has watched for the orphan
- * timeout, as Buildbarn does: the client that wanted it is gone (a
- * cargo build interrupted, a wrapper that fell back to local rustc), so
- * its queue slot or worker slot is better spent on work someone waits
- * for. A queued op leaves the queue; a running one is killed on its
- * worker. Neither is cached; a later Execute starts afresh. */
-static void cancel_orphans(sched *s, int64_t now) {
-  orphan_scan os = {0};
-
-  if (!s->orphans || s->o.orphan_timeout_ms < 0)
-    return;
-  os.now = now;
-  os.timeout_ms = s->o.orphan_timeout_ms;
-  sched_map_sweep(s->ops, find_orphan, &os);
-  s->orphans = os.pending;
-  for (size_t i = 0; i < os.n; i++) {
-    sched_op *op = os.due[i];
-    sched_lease *l = op->lease;
-    char where[160];
-
-    if (l) {
-      WorkerCmd c = DISTBUILD__WORKER__V1__WORKER_COMMAND__INIT;
-      c.command_case =
-          DISTBUILD__WORKER__V1__WORKER_COMMAND__COMMAND_CANCEL_LEASE_ID;
-      c.cancel_lease_id = l->id;
-      if (l->w->call)
-        send_cmd(l->w->call, &c);
-      snprintf(where, sizeof(where), "killed on worker %s", l->w->id);
-      lease_end(s, l);
-    } else {
-      snprintf(where, sizeof(where), "dropped from the queue");
-    }
-    DB_INFO("sched", "job cancelled: %s (%s): no client for %.1fs", op->name,
-            where, (double)(now - op->orphaned_ms) / 1000.0);
-    sched_op_fail(s, op, RPC_CANCELLED,
-                  "cancelled: no client waited for the action for %.1fs",
-                  (double)(now - op->orphaned_ms) / 1000.0);
-  }
-  free(os.due);
-}
-
-static int resend_progress(const char *key, void *val, void *ctx) {
-  sched_op *op = val;
-  (void)key;
-  if (op->watchers && op->stage != SCHED_STAGE_COMPLETED)
-    sched_op_notify(ctx, op);
-  return 0;
-}
-
-void sched_workers_tick(sched *s, int64_t now) {
-  sched_worker *w, *next;
-  queue_scan qs = {0};
-  size_t i;
-
-  for (w = s->workers; w; w = next) {
-    sched_lease *l, *ln;
-    next = w->next;
-    if (now - w->last_hb_ms > MISSED_BEATS * s->o.heartbeat_ms) {
-      char why[96];
-      snprintf(why, sizeof(why), "no heartbeat for %lld ms",
-               (long long)(now - w->last_hb_ms));
-      worker_gone(s, w, why);
-      next = s->workers; /* the list may have changed; rescan */
-      continue;
-    }
-    for (l = w->leases; l; l = ln) {
-      ln = l->next;
-      if (now - l->start_ms > l->op->timeout_ms + LEASE_GRACE_MS) {
-        WorkerCmd c = DISTBUILD__WORKER__V1__WORKER_COMMAND__INIT;
-        c.command_case =
-            DISTBUILD__WORKER__V1__WORKER_COMMAND__COMMAND_CANCEL_LEASE_ID;
-        c.cancel_lease_id = l->id;
-        send_cmd(w->call, &c);
-        lease_lost(s, l, "no result within the action timeout");
-      }
-    }
-  }
-  if (now - s->last_keepalive_ms >= KEEPALIVE_MS) {
-    WorkerCmd ka = DISTBUILD__WORKER__V1__WORKER_COMMAND__INIT;
-    ka.command_case = DISTBUILD__WORKER__V1__WORKER_COMMAND__COMMAND_KEEPALIVE;
-    ka.keepalive = 1;
-    s->last_keepalive_ms = now;
-    for (w = s->workers; w; w = w->next)
-      if (w->call)
-        send_cmd(w->call, &ka);
-  }
-  if (now - s->last_progress_ms >= PROGRESS_MS) {
-    s->last_progress_ms = now;
-    sched_map_sweep(s->ops, resend_progress, s);
-  }
-  qs.s = s;
-  qs.now = now;
-  sched_queue_each(&s->q, scan_op, &qs);
-  for (i = 0; i < qs.n; i++) {
-    sched_op *op = qs.expired[i];
-    char plat[512];
-    sched_platform_str(&op->platform, plat, sizeof(plat));
-    if (s->n_workers == 0)
-      sched_op_fail(s, op, RPC_UNAVAILABLE,
-                    "no worker connected within %.1fs (action platform %s)",
-                    (double)s->o.queue_timeout_ms / 1000.0, plat);
-    else
-      sched_op_fail(s, op, RPC_FAILED_PRECONDITION,
-                    "no connected worker matches the action platform %s "
-                    "(waited %.1fs)",
-                    plat, (double)s->o.queue_timeout_ms / 1000.0);
-  }
-  free(qs.expired);
-  cancel_orphans(s, now);
-  sched_dispatch(s);
 }
 
 void sched_workers_shutdown(sched *s) {

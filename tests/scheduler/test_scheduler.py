@@ -50,6 +50,17 @@ class SchedTestBase(unittest.TestCase):
         call = self.client.execute_call(d)
         return call, w.next_assignment()
 
+    def abandon(self, w):
+        """Submit a new action, let w take it, then drop the Execute
+        stream as a client that goes away does. Returns (action digest,
+        the assignment, the operation name)."""
+        d, _ = self.client.make_action()
+        call = self.client.execute_call(d)
+        a = w.next_assignment()
+        name = h.operations_pb2.Operation.FromString(next(call)).name
+        call.cancel()
+        return d, a, name
+
     def _outcome_failed(self):
         res = getattr(self, "_outcome", None)
         errs = getattr(res, "errors", None) or []
@@ -644,11 +655,7 @@ class OrphanTest(SchedTestBase):
 
     def test_running_orphan_is_cancelled_and_not_cached(self):
         w = self.worker(mode="manual")
-        d, _ = self.client.make_action()
-        call = self.client.execute_call(d)
-        a = w.next_assignment()
-        name = self.first_op(call).name
-        call.cancel()
+        d, a, name = self.abandon(w)
         t0 = time.time()
         self.wait_for(lambda: a.lease_id in w.cancels, what="cancel_lease_id")
         self.assertGreaterEqual(time.time() - t0, 0.4)
@@ -706,11 +713,7 @@ class OrphanTest(SchedTestBase):
 
     def test_reattached_client_keeps_the_action(self):
         w = self.worker(mode="manual")
-        d, _ = self.client.make_action()
-        call = self.client.execute_call(d)
-        a = w.next_assignment()
-        name = self.first_op(call).name
-        call.cancel()
+        d, a, name = self.abandon(w)
         wait = self.client.wait_call(name)
         self.assertEqual(h.operations_pb2.Operation.FromString(
             next(wait)).name, name)
@@ -724,11 +727,7 @@ class OrphanTest(SchedTestBase):
 
     def test_resubmitted_action_joins_the_orphan(self):
         w = self.worker(mode="manual")
-        d, _ = self.client.make_action()
-        call = self.client.execute_call(d)
-        a = w.next_assignment()
-        name = self.first_op(call).name
-        call.cancel()
+        d, a, name = self.abandon(w)
         time.sleep(0.2)
         call2 = self.client.execute_call(d)  # the next build, same action
         self.assertEqual(self.first_op(call2).name, name)
@@ -749,11 +748,7 @@ class OrphanOffTest(SchedTestBase):
 
     def test_abandoned_action_completes_and_is_cached(self):
         w = self.worker(mode="manual")
-        d, _ = self.client.make_action()
-        call = self.client.execute_call(d)
-        a = w.next_assignment()
-        next(call)
-        call.cancel()
+        d, a, _ = self.abandon(w)
         time.sleep(1.0)
         self.assertEqual(w.cancels, [])
         w.complete(a)
