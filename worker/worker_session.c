@@ -123,6 +123,13 @@ static void cancel_lease(wk_worker *w, const char *lease) {
   }
 }
 
+/* Reset a non-blocking eventfd. */
+static void drain(int fd) {
+  uint64_t n;
+  while (read(fd, &n, sizeof(n)) > 0) {
+  }
+}
+
 /* ---- slot threads ---------------------------------------------------------
  */
 
@@ -209,11 +216,7 @@ static void *slot_main(void *arg) {
     w->head = q->next;
     if (!w->head)
       w->tail = NULL;
-    {
-      uint64_t stale;
-      while (read(env.cancel_fd, &stale, sizeof(stale)) > 0) {
-      } /* a cancel that came after the last action ended */
-    }
+    drain(env.cancel_fd); /* a cancel that came after the last action */
     w->running[sa->slot] = strdup(q->a->lease_id);
     snprintf(env.session_id, sizeof(env.session_id), "%s", w->session_id);
     pthread_mutex_unlock(&w->mu);

@@ -562,7 +562,7 @@ CASES = {
     "sched_restart": (case_sched_restart, {}),
     "cas_failure": (case_cas_failure, {}),
     "orphan": (case_orphan, {"nworkers": 1,
-                             "sched_extra": ["--orphan-timeout", "0.5"]}),
+                             "sched_extra": ["--orphan-timeout", "1"]}),
 }
 
 
