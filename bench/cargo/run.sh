@@ -94,6 +94,14 @@ timed() { # timed OUTVAR cmd...  (output to $WORK/last.log; CPU to $WORK/cpu)
   printf -v "$var" '%.2f' "$(echo "$t1 - $t0" | bc -l)"
 }
 ratio() { printf '%.2f' "$(echo "$1 / $2" | bc -l)"; }
+# min, lower and upper quartile (nearest rank) and max of the arguments:
+# how far single runs spread on this noisy machine.
+spread() {
+  printf '%s\n' "$@" | sort -g |
+    awk '{a[NR] = $1} function q(p, i) {i = int(p * NR + 0.999999);
+      if (i < 1) i = 1; return a[i]} END {printf "%.2f  %.2f-%.2f  %.2f",
+      a[1], q(0.25), q(0.75), a[NR]}'
+}
 # median of the arguments ("-" when there are none to take)
 median() {
   [ "$1" = "-" ] && { echo "-"; return; }
@@ -126,7 +134,7 @@ cp -r "$ROOT/test-workspace" "$WORK/prime"
 rm -rf "$WORK/prime/target"
 (cd "$WORK/prime" && "$CD" build --offline >/dev/null 2>&1)
 
-declare -a ROWS CROWS
+declare -a ROWS CROWS SPREAD
 for w in $WORKLOADS; do
   case "$w" in
   test-workspace) SRC="$ROOT/test-workspace" ;;
@@ -200,6 +208,8 @@ for w in $WORKLOADS; do
     "$(median "${W[@]}")" "$(median "${WR[@]}")" \
     "$(median "${SC[@]:--}")" "$(median "${SW[@]:--}")" \
     "${remote:-?}/${pipe:-?}/${hits:-?}")")
+  SPREAD+=("$(printf '%-15s cold %s   warm %s' "$w" "$(spread "${CR[@]}")" \
+    "$(spread "${WR[@]}")")")
   CROWS+=("$(printf '%-15s %9s %11s %9s %9s %9s %9s' "$w" "$(median "${CL[@]}")" \
     "$(median "${CC[@]}")" "$(median "${CS[@]}")" "$(median "${CW[@]}")" \
     "$(median "${CX[@]}")" "$(median "${CRR[@]}")")")
@@ -213,6 +223,8 @@ printf '%-15s %7s %8s %8s %6s %8s %6s %9s %9s %16s\n' workload crates local \
   dist-cold ratio dist-warm ratio sccache-c sccache-w rem/pipe/hit/act
 for r in "${ROWS[@]}"; do echo "$r"; done
 echo "goals: cold <= 1.10x local; warm <= 0.50x local and faster than sccache warm"
+echo "spread of the runs' ratios: min  quartiles  max"
+for r in "${SPREAD[@]}"; do echo "$r"; done
 echo
 echo "CPU seconds (user + sys; medians), local build vs distributed cold build:"
 echo "client = cargo, wrappers and the rustc calls that stay local; workers ="
