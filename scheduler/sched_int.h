@@ -185,6 +185,7 @@ struct sched {
   int64_t last_keepalive_ms;
   int64_t last_progress_ms; /* last periodic re-send to watchers */
   int orphans;              /* some op may have lost its last watcher */
+  int64_t last_orphan_scan_ms;
   uint64_t id_seed;
   uint64_t id_ctr;
   sched_counters c;

@@ -15,6 +15,9 @@
 #define PROGRESS_MS 30000
 #define LEASE_GRACE_MS 60000
 #define MISSED_BEATS 3
+/* The orphan scan walks every known operation (up to max_retained), so
+ * it runs a few times a second, not every tick. */
+#define ORPHAN_SCAN_MS 250
 
 typedef Distbuild__Worker__V1__WorkerCommand WorkerCmd;
 
@@ -100,8 +103,10 @@ static int find_orphan(const char *key, void *val, void *ctx) {
 static void cancel_orphans(sched *s, int64_t now) {
   orphan_scan os = {0};
 
-  if (!s->orphans || s->o.orphan_timeout_ms < 0)
+  if (!s->orphans || s->o.orphan_timeout_ms < 0 ||
+      now - s->last_orphan_scan_ms < ORPHAN_SCAN_MS)
     return;
+  s->last_orphan_scan_ms = now;
   os.now = now;
   os.timeout_ms = s->o.orphan_timeout_ms;
   sched_map_sweep(s->ops, find_orphan, &os);
