@@ -108,13 +108,19 @@ static void drop_queued(wk_worker *w, uint64_t gen, const char *lease) {
  * its sandbox if a slot runs it. Called with w->mu held; the slot drains
  * its eventfd under w->mu before it takes the next lease, so a late
  * cancel never hits the wrong action. */
-static void cancel_lease(wk_worker *w, const char *lease) {
+/* Kill slot i's running action (w->mu held). 0, or -1 with errno. */
+static int kill_slot(wk_worker *w, int i) {
   uint64_t one = 1;
+  return write(w->cancel_fd[i], &one, sizeof(one)) == (ssize_t)sizeof(one) ? 0
+                                                                           : -1;
+}
+
+static void cancel_lease(wk_worker *w, const char *lease) {
   drop_queued(w, 0, lease);
   for (int i = 0; i < w->cfg->slots; i++) {
     if (!w->running[i] || strcmp(w->running[i], lease) != 0)
       continue;
-    if (write(w->cancel_fd[i], &one, sizeof(one)) != (ssize_t)sizeof(one))
+    if (kill_slot(w, i) != 0)
       DB_WARN("worker", "slot %d: cannot cancel lease %s: %s", i, lease,
               strerror(errno));
     else
@@ -584,9 +590,20 @@ int worker_run(const worker_config *cfg, volatile sig_atomic_t *stop) {
     *stop = 1;
 out:
   if (threads) {
+    int killed = 0;
+    /* The session is closed, so the scheduler has requeued whatever runs
+     * here: finishing it would only delay the exit. */
     pthread_mutex_lock(&w.mu);
+    for (int i = 0; i < nthreads; i++)
+      if (w.running[i] && kill_slot(&w, i) == 0)
+        killed++;
     pthread_cond_broadcast(&w.cv);
     pthread_mutex_unlock(&w.mu);
+    if (killed)
+      DB_INFO("worker",
+              "stopping: killed %d running action(s); the scheduler "
+              "requeues them",
+              killed);
     for (int i = 0; i < nthreads; i++)
       pthread_join(threads[i], NULL);
   }

@@ -283,6 +283,45 @@ def case_worker_kill(c):
     check(not pids_matching("sleep 2; echo done"), "orphaned action", c)
 
 
+def case_worker_stop(c):
+    """SIGTERM on a busy worker: it kills its running action and exits at
+    once (the scheduler has requeued the action, so finishing it would be
+    wasted), and the other worker runs the action to the end."""
+    dg, _ = c.client.make_action([SH, "-c", "sleep 4; echo done > o"],
+                                 outputs=["o"])
+    box = {}
+    th = threading.Thread(target=lambda: box.update(r=c.client.execute(
+        dg, timeout=60)))
+    th.start()
+    victim = None
+    deadline = time.time() + 10
+    while victim is None and time.time() < deadline:
+        for w in c.workers:
+            if w.metric("distbuild_worker_busy_slots") > 0:
+                victim = w
+        time.sleep(0.05)
+    check(victim is not None, "nobody picked it up", c)
+    t0 = time.time()
+    victim.proc.send_signal(signal.SIGTERM)
+    rc = victim.proc.wait(timeout=15)
+    took = time.time() - t0
+    check(rc == 0, "worker exit code %s" % rc, c)
+    check(took < 2.5, "worker took %.1fs to stop: it waited for the action"
+          % took, c)
+    check("stopping: killed 1 running action(s)" in victim.log(),
+          "worker log", c)
+    check(os.listdir(os.path.join(victim.cache_dir, "actions")) == [],
+          "action directory left behind", c)
+    victim.proc = None
+    th.join()
+    r = box["r"]
+    ok(r, c, "requeued")
+    other = [w for w in c.workers if w is not victim][0]
+    check(r.result.execution_metadata.worker == other.id,
+          r.result.execution_metadata.worker, c)
+    check(c.client.output_file(r.result, "o") == b"done\n", "", c)
+
+
 def case_sched_restart(c):
     t = Tree({"keep.txt": b"keep me\n"})
     dg0, _ = c.client.make_action([SH, "-c", "cat keep.txt > k"], t,
@@ -559,6 +598,7 @@ CASES = {
     "immutable": (case_immutable, {}),
     "timeout": (case_timeout, {}),
     "worker_kill": (case_worker_kill, {}),
+    "worker_stop": (case_worker_stop, {}),
     "sched_restart": (case_sched_restart, {}),
     "cas_failure": (case_cas_failure, {}),
     "orphan": (case_orphan, {"nworkers": 1,
