@@ -284,7 +284,8 @@ static void child_main(sbx_plan *p) {
   memset(&m, 0, sizeof(m));
   /* If the supervisor thread dies, so does the sandbox (pid 1 dying kills
    * the namespace).  The go-ahead read below closes the race where the
-   * supervisor died before this prctl. */
+   * supervisor died before this prctl.  Switching ids clears it again;
+   * sbx_ns_switch_ids() re-arms it. */
   prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
   /* Fds other threads opened without O_CLOEXEC, or pipes of concurrent
    * sandboxes: none of them belong here. */

@@ -12,10 +12,12 @@
 #include "sbx_int.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <sys/syscall.h>
@@ -107,5 +109,16 @@ int sbx_ns_switch_ids(const sbx_plan *p, struct sbx_msg *m) {
     return sbx_util_fail(m, SBX_STEP_IDS, errno, "setresgid");
   if (syscall(SYS_setresuid, p->in_uid, p->in_uid, p->in_uid) < 0)
     return sbx_util_fail(m, SBX_STEP_IDS, errno, "setresuid");
+  /* Changing the effective ids cleared PR_SET_PDEATHSIG (prctl(2)), and
+   * without it a sandbox outlives a worker killed with SIGKILL. Arm it
+   * again, then make sure the supervisor did not die in between: once
+   * nobody holds the report pipe's read end, its write end polls POLLERR. */
+  if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0)
+    return sbx_util_fail(m, SBX_STEP_IDS, errno, "PR_SET_PDEATHSIG");
+  {
+    struct pollfd pw = {p->report_wr, POLLOUT, 0};
+    if (poll(&pw, 1, 0) == 1 && (pw.revents & POLLERR))
+      _exit(127);
+  }
   return 0;
 }

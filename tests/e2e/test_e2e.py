@@ -226,6 +226,19 @@ def case_immutable(c):
     check(not left, "action directories removed: %s" % left, c)
 
 
+def ancestors(pid):
+    """The parent chain of pid (empty once it is gone)."""
+    out = []
+    while pid > 1:
+        try:
+            with open("/proc/%d/stat" % pid) as f:
+                pid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            break
+        out.append(pid)
+    return out
+
+
 def pids_matching(tag):
     out = subprocess.run(["pgrep", "-f", tag], capture_output=True,
                          text=True).stdout.split()
@@ -255,8 +268,12 @@ def case_timeout(c):
 
 
 def case_worker_kill(c):
-    dg, _ = c.client.make_action([SH, "-c", "sleep 2; echo done > o"],
-                                 outputs=["o"])
+    """SIGKILL a busy worker: its sandbox dies with it (a background
+    process included), and the action is requeued to the other worker."""
+    tag = "9%d" % (os.getpid() % 100000)
+    dg, _ = c.client.make_action(
+        [SH, "-c", "sleep %s1 & sleep 4; echo done > o" % tag],
+        outputs=["o"])
     box = {}
     th = threading.Thread(target=lambda: box.update(r=c.client.execute(
         dg, timeout=60)))
@@ -269,18 +286,29 @@ def case_worker_kill(c):
                 victim = w
         time.sleep(0.05)
     check(victim is not None, "nobody picked it up", c)
+    while time.time() < deadline and not pids_matching("sleep %s1" % tag):
+        time.sleep(0.02)
+    check(pids_matching("sleep %s1" % tag), "the action never started", c)
     victim.proc.kill()
     victim.proc.wait()
+    # Well before the victim's action would end by itself: what still runs
+    # it must be the other worker's (requeued) sandbox.
+    other = [w for w in c.workers if w is not victim][0]
+    deadline = time.time() + 1.5
+    while True:
+        leaked = [p for p in pids_matching("sleep %s1" % tag)
+                  if other.proc.pid not in ancestors(int(p))]
+        if not leaked or time.time() > deadline:
+            break
+        time.sleep(0.05)
+    check(not leaked, "the killed worker's sandbox survived: %s" % leaked, c)
     th.join()
     r = box["r"]
     ok(r, c, "requeued")
-    other = [w for w in c.workers if w is not victim][0]
     check(r.result.execution_metadata.worker == other.id,
           r.result.execution_metadata.worker, c)
     check(c.client.output_file(r.result, "o") == b"done\n", "", c)
     victim.proc = None
-    time.sleep(2.5)
-    check(not pids_matching("sleep 2; echo done"), "orphaned action", c)
 
 
 def case_worker_stop(c):

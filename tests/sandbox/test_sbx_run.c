@@ -21,6 +21,7 @@
 #include <sys/resource.h>
 #include <sys/eventfd.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 static const char *const g_env[] = {"PATH=/usr/bin:/bin", NULL};
@@ -167,6 +168,69 @@ static void test_cancel_before_and_never(void **state) {
   assert_true(res.wall_us < 5000000);
   sbx_request_free(r);
   close(efd);
+}
+
+/* The pid of a process with an argument equal to arg, or 0. */
+static pid_t find_proc(const char *arg) {
+  DIR *d = opendir("/proc");
+  struct dirent *de;
+  pid_t found = 0;
+
+  assert_non_null(d);
+  while (!found && (de = readdir(d)) != NULL) {
+    char path[300], buf[512];
+    ssize_t n;
+    int fd;
+    if (de->d_name[0] < '0' || de->d_name[0] > '9')
+      continue;
+    snprintf(path, sizeof(path), "/proc/%s/cmdline", de->d_name);
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+      continue;
+    n = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+    for (ssize_t i = 0; i < n; i += (ssize_t)strlen(buf + i) + 1) {
+      buf[n] = '\0';
+      if (strcmp(buf + i, arg) == 0)
+        found = (pid_t)atoi(de->d_name);
+    }
+  }
+  closedir(d);
+  return found;
+}
+
+/* SIGKILL the process that called sbx_run(): the sandbox must die with
+ * it, in both modes (the kernel clears PR_SET_PDEATHSIG when the child
+ * switches ids, so it has to be armed again). */
+static void test_supervisor_killed(void **state) {
+  const sbx_mode modes[] = {SBX_MODE_NAMESPACES, SBX_MODE_NONE};
+  (void)state;
+  for (size_t m = 0; m < 2; m++) {
+    char arg[32];
+    pid_t sup;
+    int i, st;
+    snprintf(arg, sizeof(arg), "%d.%zu", 40000 + (int)(getpid() % 10000), m);
+    sup = fork();
+    assert_true(sup >= 0);
+    if (sup == 0) {
+      const char *argv[] = {"sleep", arg, NULL};
+      sbx_request *r = NULL;
+      sbx_result res;
+      if (sbx_request_new(&r) || sbx_request_set_argv(r, argv) ||
+          sbx_request_set_env(r, g_env) || sbx_request_add_default_layout(r))
+        _exit(2);
+      sbx_request_set_mode(r, modes[m]);
+      _exit(sbx_run(r, &res) == 0 ? 0 : 3);
+    }
+    for (i = 0; i < 500 && !find_proc(arg); i++)
+      usleep(10 * 1000);
+    assert_true(find_proc(arg) > 0);
+    kill(sup, SIGKILL);
+    assert_int_equal(waitpid(sup, &st, 0), sup);
+    for (i = 0; i < 300 && find_proc(arg); i++)
+      usleep(10 * 1000);
+    assert_int_equal(find_proc(arg), 0);
+  }
 }
 
 static void test_file_size_limit(void **state) {
@@ -697,6 +761,7 @@ int main(void) {
       cmocka_unit_test(test_timeout),
       cmocka_unit_test(test_cancel),
       cmocka_unit_test(test_cancel_before_and_never),
+      cmocka_unit_test(test_supervisor_killed),
       cmocka_unit_test(test_file_size_limit),
       cmocka_unit_test(test_nice),
       cmocka_unit_test(test_errors),
