@@ -267,6 +267,22 @@ def case_timeout(c):
         check(e.code() == grpc.StatusCode.NOT_FOUND, e, c)
 
 
+def execute_on_some_worker(c, dg):
+    """Start Execute of dg in a thread; return (the thread, the dict its
+    response lands in under "r", the worker that took the action)."""
+    box = {}
+    th = threading.Thread(target=lambda: box.update(r=c.client.execute(
+        dg, timeout=60)))
+    th.start()
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        for w in c.workers:
+            if w.metric("distbuild_worker_busy_slots") > 0:
+                return th, box, w
+        time.sleep(0.05)
+    check(False, "nobody picked it up", c)
+
+
 def case_worker_kill(c):
     """SIGKILL a busy worker: its sandbox dies with it (a background
     process included), and the action is requeued to the other worker."""
@@ -274,18 +290,8 @@ def case_worker_kill(c):
     dg, _ = c.client.make_action(
         [SH, "-c", "sleep %s1 & sleep 4; echo done > o" % tag],
         outputs=["o"])
-    box = {}
-    th = threading.Thread(target=lambda: box.update(r=c.client.execute(
-        dg, timeout=60)))
-    th.start()
-    victim = None
+    th, box, victim = execute_on_some_worker(c, dg)
     deadline = time.time() + 10
-    while victim is None and time.time() < deadline:
-        for w in c.workers:
-            if w.metric("distbuild_worker_busy_slots") > 0:
-                victim = w
-        time.sleep(0.05)
-    check(victim is not None, "nobody picked it up", c)
     while time.time() < deadline and not pids_matching("sleep %s1" % tag):
         time.sleep(0.02)
     check(pids_matching("sleep %s1" % tag), "the action never started", c)
@@ -317,18 +323,7 @@ def case_worker_stop(c):
     wasted), and the other worker runs the action to the end."""
     dg, _ = c.client.make_action([SH, "-c", "sleep 4; echo done > o"],
                                  outputs=["o"])
-    box = {}
-    th = threading.Thread(target=lambda: box.update(r=c.client.execute(
-        dg, timeout=60)))
-    th.start()
-    victim = None
-    deadline = time.time() + 10
-    while victim is None and time.time() < deadline:
-        for w in c.workers:
-            if w.metric("distbuild_worker_busy_slots") > 0:
-                victim = w
-        time.sleep(0.05)
-    check(victim is not None, "nobody picked it up", c)
+    th, box, victim = execute_on_some_worker(c, dg)
     t0 = time.time()
     victim.proc.send_signal(signal.SIGTERM)
     rc = victim.proc.wait(timeout=15)
