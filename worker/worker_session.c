@@ -104,10 +104,6 @@ static void drop_queued(wk_worker *w, uint64_t gen, const char *lease) {
   }
 }
 
-/* The scheduler no longer wants lease: drop it from the queue, or kill
- * its sandbox if a slot runs it. Called with w->mu held; the slot drains
- * its eventfd under w->mu before it takes the next lease, so a late
- * cancel never hits the wrong action. */
 /* Kill slot i's running action (w->mu held). 0, or -1 with errno. */
 static int kill_slot(wk_worker *w, int i) {
   uint64_t one = 1;
@@ -115,6 +111,10 @@ static int kill_slot(wk_worker *w, int i) {
                                                                            : -1;
 }
 
+/* The scheduler no longer wants lease: drop it from the queue, or kill
+ * its sandbox if a slot runs it. Called with w->mu held; the slot drains
+ * its eventfd under w->mu before it takes the next lease, so a late
+ * cancel never hits the wrong action. */
 static void cancel_lease(wk_worker *w, const char *lease) {
   drop_queued(w, 0, lease);
   for (int i = 0; i < w->cfg->slots; i++) {
