@@ -186,6 +186,7 @@ int rpc_client_new(const char *target, const rpc_client_opts *opts,
   c->connect_ms = opts && opts->connect_timeout_ms > 0
                       ? opts->connect_timeout_ms
                       : RPC_DEFAULT_CONNECT_MS;
+  c->idle_ms = opts && opts->idle_timeout_ms > 0 ? opts->idle_timeout_ms : 0;
   for (i = 0; i < sizeof(base) / sizeof(base[0]); i++) {
     struct curl_slist *l = curl_slist_append(c->hdrs, base[i]);
     if (!l) {
@@ -383,6 +384,7 @@ int rpc_client_start(rpc_client *c, const char *path, const uint8_t *req,
   }
   curl_easy_setopt(s->easy, CURLOPT_URL, url);
   s->deadline = timeout_ms > 0 ? rpc_now_ms() + timeout_ms : 0;
+  s->idle_ms = c->idle_ms;
   s->seq = ++c->seq;
 
   /* Active list (for free/cancel) and start queue (handed to curl by the
@@ -401,6 +403,11 @@ out:
   if (url != stackurl)
     free(url);
   return rv;
+}
+
+void rpc_stream_set_idle_timeout(rpc_stream *s, int64_t ms) {
+  if (s)
+    s->idle_ms = ms > 0 ? ms : 0;
 }
 
 void rpc_stream_cancel(rpc_stream *s) {
@@ -487,6 +494,7 @@ static void dispatch(rpc_client *c) {
       continue;
     }
     s->flags |= S_ADDED;
+    s->last_io = rpc_now_ms();
     if (s->flags & S_PK)
       c->conn = CONN_CONNECTING;
   }
@@ -551,11 +559,38 @@ static void cork(rpc_client *c, int on) {
     (void)setsockopt(c->fd, IPPROTO_TCP, TCP_CORK, &on, sizeof(on));
 }
 
+/*
+ * Fail the calls that moved no byte for their idle timeout. Time in which
+ * nobody drove the client does not count: the server may well have
+ * answered into the socket meanwhile.
+ */
+static void check_idle(rpc_client *c) {
+  int64_t now = rpc_now_ms();
+  int undriven = c->last_drive && now - c->last_drive > 1500;
+  struct rpc_stream *s;
+
+  c->last_drive = now;
+  for (s = c->active; s; s = s->next) {
+    if (!(s->flags & S_ADDED) || (s->flags & S_CANCEL) || !s->idle_ms)
+      continue;
+    if (undriven) {
+      s->last_io = now;
+    } else if (now - s->last_io >= s->idle_ms) {
+      rpc_client__set_local(s, RPC_UNAVAILABLE,
+                            RPC_NOT_RESPONDING ": nothing for %lld ms",
+                            (long long)s->idle_ms);
+      s->flags |= S_CANCEL;
+      c->ncancel++;
+    }
+  }
+}
+
 /* One round: start queued calls, let curl work, finish completed calls. */
 static int drive(rpc_client *c) {
   CURLMcode mc;
   int running = 0;
 
+  check_idle(c);
   dispatch(c);
   if (c->ncancel)
     sweep_cancels(c);

@@ -28,9 +28,19 @@
 typedef struct rpc_client rpc_client;
 typedef struct rpc_stream rpc_stream;
 
+/* Start of the status message of a call that hit its idle timeout. */
+#define RPC_NOT_RESPONDING "server not responding"
+
 typedef struct rpc_client_opts {
   size_t max_message_size; /* largest response message accepted; 0=64 MiB */
   int connect_timeout_ms;  /* 0 = 5000 */
+  /* A call that moves no byte in either direction for this long fails
+   * UNAVAILABLE ("server not responding"): a frozen or cut-off server is
+   * noticed long before the call's deadline (checked about once a second
+   * while the client is driven). 0 = off. Calls that may legitimately
+   * stay silent (a server stream waiting for an event) opt out with
+   * rpc_stream_set_idle_timeout(). */
+  int idle_timeout_ms;
 } rpc_client_opts;
 
 /* Initialise libcurl (and OpenSSL under it) for the life of the process,
@@ -80,6 +90,10 @@ typedef struct rpc_stream_cbs {
 int rpc_client_start(rpc_client *c, const char *path, const uint8_t *req,
                      size_t len, int64_t timeout_ms, const rpc_stream_cbs *cbs,
                      void *ctx, rpc_stream **out);
+
+/* Override the client's idle timeout for one call (ms, 0 = none). Only
+ * before the first rpc_client_run*() after rpc_client_start(). */
+void rpc_stream_set_idle_timeout(rpc_stream *s, int64_t ms);
 
 /* Cancel a running call: RST_STREAM(CANCEL); on_done gets CANCELLED. */
 void rpc_stream_cancel(rpc_stream *s);

@@ -106,7 +106,7 @@ void rpc_client__resolve_status(struct rpc_stream *s, CURLcode rc,
   unsigned long h2err;
   const char *why = s->errbuf[0] ? s->errbuf : curl_easy_strerror(rc);
 
-  if (s->flags & S_CANCEL) {
+  if ((s->flags & S_CANCEL) && !s->have_local) {
     rpc_status_setf(out, RPC_CANCELLED, "call cancelled");
     return;
   }
@@ -216,6 +216,7 @@ static size_t on_write(char *ptr, size_t size, size_t nmemb, void *ud) {
 
   if (s->flags & S_CANCEL)
     return 0;
+  s->last_io = rpc_now_ms();
   while (len > 0) {
     if (s->in_msg) {
       take = s->rmsg_len - s->rmsg_have;
@@ -305,6 +306,7 @@ static size_t on_header(char *line, size_t size, size_t nmemb, void *ud) {
   size_t len = size * nmemb, vlen;
   const char *v;
 
+  s->last_io = rpc_now_ms();
   if (len >= 5 && memcmp(line, "HTTP/", 5) == 0) {
     s->got_headers = 1;
     return len;
@@ -361,6 +363,7 @@ static size_t on_read(char *buf, size_t size, size_t nitems, void *ud) {
 
   if (s->flags & S_CANCEL)
     return CURL_READFUNC_ABORT;
+  s->last_io = rpc_now_ms();
   if (!(s->flags & S_STREAM))
     return copy_out(&dst, &room, s->req, s->req_len, &s->req_off);
   while (room > 0) {
@@ -566,6 +569,8 @@ void rpc_client__stream_reset(struct rpc_stream *s) {
   s->flags = 0;
   s->nproduced = 0;
   s->deadline = 0;
+  s->idle_ms = 0;
+  s->last_io = 0;
   s->cbs.on_message = NULL;
   s->cbs.produce = NULL;
   s->cbs.on_done = NULL;

@@ -40,6 +40,8 @@ struct rpc_stream {
   unsigned flags;
   uint64_t seq;     /* start order, for failing queued calls */
   int64_t deadline; /* rpc_now_ms() based; 0 = none */
+  int64_t idle_ms;  /* no byte moved this long: not responding; 0 = off */
+  int64_t last_io;  /* rpc_now_ms() of the call's last byte either way */
   size_t nproduced; /* messages taken from produce() */
 
   /* Request: unary body (framed) or the current streamed message. */
@@ -73,6 +75,8 @@ struct rpc_client {
   size_t base_len;
   size_t max_msg;
   long connect_ms;
+  int64_t idle_ms;    /* default idle timeout of new calls; 0 = off */
+  int64_t last_drive; /* rpc_now_ms() of the last drive() */
   struct curl_slist *hdrs;
   struct rpc_stream *active; /* started and not finished, doubly linked */
   struct rpc_stream *qhead, *qtail; /* start queue */

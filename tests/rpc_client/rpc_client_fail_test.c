@@ -11,6 +11,7 @@
 #include <curl/curl.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -216,6 +217,72 @@ static void test_deadline(void) {
   rpct_server_stop();
 }
 
+/* A server that stops answering (slow handler, frozen process) is noticed
+ * after the idle timeout, long before the deadline; a call that opted out
+ * waits; a server that answers in time is unaffected. */
+static void test_idle(void) {
+  rpc_client_opts o = {0};
+  rpc_client *c;
+  rpc_stream *s = NULL;
+  uint8_t req[4], *resp = NULL;
+  size_t rlen;
+  rpc_status st = {0};
+  int64_t t0, el;
+  int n[40] = {0};
+  rpc_stream_cbs cbs = {NULL, NULL, rpct_count_done};
+
+  o.idle_timeout_ms = 1000;
+  c = rpct_client_for(rpct_server_start(0), &o);
+  rpct_put32(req, 8000);
+  t0 = rpct_now_ms();
+  CHECK(rpc_client_unary(c, "/test.Echo/Slow", req, 4, 20000, &resp, &rlen,
+                         &st) == 0);
+  el = rpct_now_ms() - t0;
+  fprintf(stderr, "idle: %s after %lld ms (%s)\n", rpc_code_name(st.code),
+          (long long)el, st.message ? st.message : "");
+  CHECK_CODE(&st, RPC_UNAVAILABLE);
+  CHECK(st.message && strstr(st.message, "not responding") != NULL);
+  CHECK(el >= 900 && el < 5000);
+  rpc_status_clear(&st);
+
+  /* Opted out: a 2.5 s silence is waited for. */
+  rpct_put32(req, 2500);
+  CHECK(rpc_client_start(c, "/test.Echo/Slow", req, 4, 20000, &cbs, n, &s) ==
+        0);
+  rpc_stream_set_idle_timeout(s, 0);
+  while (rpc_client_run(c, 1000) > 0)
+    ;
+  CHECK(n[10 + RPC_OK] == 1);
+
+  /* Answers within the idle timeout pass, on the same client. */
+  rpct_put32(req, 300);
+  CHECK(rpc_client_unary(c, "/test.Echo/Slow", req, 4, 20000, &resp, &rlen,
+                         &st) == 0);
+  CHECK_CODE(&st, RPC_OK);
+  free(resp);
+  rpc_status_clear(&st);
+
+  /* A frozen server: the connection is open, nothing answers. */
+  CHECK(rpct_server_signal(SIGSTOP) == 0);
+  t0 = rpct_now_ms();
+  CHECK(rpc_client_unary(c, "/test.Echo/Unary", req, 4, 20000, &resp, &rlen,
+                         &st) == 0);
+  el = rpct_now_ms() - t0;
+  fprintf(stderr, "frozen: %s after %lld ms (%s)\n", rpc_code_name(st.code),
+          (long long)el, st.message ? st.message : "");
+  CHECK_CODE(&st, RPC_UNAVAILABLE);
+  CHECK(el < 5000);
+  rpc_status_clear(&st);
+  CHECK(rpct_server_signal(SIGCONT) == 0);
+  CHECK(rpc_client_unary(c, "/test.Echo/Unary", req, 4, 5000, &resp, &rlen,
+                         &st) == 0);
+  CHECK_CODE(&st, RPC_OK);
+  free(resp);
+  rpc_status_clear(&st);
+  rpc_client_free(c);
+  rpct_server_stop();
+}
+
 static void test_refused(void) {
   struct sockaddr_in a = {0};
   socklen_t al = sizeof(a);
@@ -361,9 +428,13 @@ static void test_cancel(void) {
 }
 
 static const rpct_case cases[] = {
-    {"errors", test_errors},           {"deadline", test_deadline},
-    {"refused", test_refused},         {"restart", test_restart},
-    {"max_message", test_max_message}, {"cancel", test_cancel},
+    {"errors", test_errors},
+    {"deadline", test_deadline},
+    {"refused", test_refused},
+    {"restart", test_restart},
+    {"max_message", test_max_message},
+    {"cancel", test_cancel},
+    {"idle", test_idle},
 };
 
 int main(int argc, char **argv) {

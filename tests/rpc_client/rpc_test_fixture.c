@@ -25,6 +25,10 @@ void rpct_server_stop(void) {
   }
 }
 
+int rpct_server_signal(int sig) {
+  return rpct_server_pid > 0 ? kill(rpct_server_pid, sig) : -1;
+}
+
 /* Start the server on port (0 = any); returns its port or exits. */
 int rpct_server_start(int port) {
   int pfd[2], n = 0, got = -1, tries;

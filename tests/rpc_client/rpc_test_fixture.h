@@ -34,6 +34,9 @@ extern int rpct_failures;
 
 /* Start echo_server.py on port (0 = any); returns its port or exits 2. */
 int rpct_server_start(int port);
+/* Send it a signal (SIGSTOP freezes it with its connections open);
+ * 0 or -1. */
+int rpct_server_signal(int sig);
 /* Kill and reap it (no-op when not running). */
 void rpct_server_stop(void);
 /* A client for 127.0.0.1:port (owned by the caller) or exit 2. */
