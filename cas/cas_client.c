@@ -24,6 +24,7 @@ static const char *const CAPS_PATH =
 int cas_client_new(const char *target, const cas_client_opts *opts,
                    cas_client **out) {
   cas_client_opts o = {0};
+  rpc_client_opts ro = {0};
   cas_client *c = NULL;
   int rv = DB_ENOMEM;
 
@@ -52,7 +53,8 @@ int cas_client_new(const char *target, const cas_client_opts *opts,
     c->rng[0] = (uint64_t)rpc_now_ms() ^ 0x9e3779b97f4a7c15ull;
     c->rng[1] = (uint64_t)getpid() * 0xbf58476d1ce4e5b9ull;
   }
-  rv = rpc_client_new(target, NULL, &c->rpc);
+  ro.idle_timeout_ms = o.idle_timeout_ms;
+  rv = rpc_client_new(target, &ro, &c->rpc);
   if (rv != 0)
     goto out;
   *out = c;

@@ -30,6 +30,7 @@ typedef struct cas_client_opts {
   int max_inflight;          /* concurrent RPCs; 0 = 16 */
   int zstd_level;            /* 0 = 1 (fast, the wire is loopback/LAN) */
   int64_t timeout_ms;        /* per RPC; 0 = 60000 */
+  int idle_timeout_ms;       /* rpc_client_opts.idle_timeout_ms; 0 = off */
 } cas_client_opts;
 
 /* target as for rpc_client_new ("HOST:PORT"). opts may be NULL. */
