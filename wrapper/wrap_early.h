@@ -44,10 +44,11 @@ void wrap_early_hit(const wrap_action *act, const PbActionResult *ar,
 
 /* One relayed EarlyOutputs message: write its files (inline contents, else
  * fetched through *cas2, a second connection to target created on first
- * use and owned by the caller). */
+ * use, with stall_ms as its idle timeout, and owned by the caller). */
 void wrap_early_write(const Distbuild__Worker__V1__EarlyOutputs *eo,
                       const wrap_action *act, const char *target,
-                      cas_client **cas2, wrap_remote_result *res,
-                      wrap_remote_progress_fn progress, void *pctx);
+                      int64_t stall_ms, cas_client **cas2,
+                      wrap_remote_result *res, wrap_remote_progress_fn progress,
+                      void *pctx);
 
 #endif

@@ -28,8 +28,13 @@
 extern char **environ;
 
 /* After an unreachable scheduler, later wrappers skip it for a while
- * instead of each waiting for a connect timeout. */
+ * instead of each waiting for a connect timeout; after a silent one for
+ * longer, since finding out again costs a stall timeout, not a refused
+ * connection. */
 #define BREAKER_MS 5000
+#define BREAKER_SILENT_MS 30000
+/* Default for CARGO_DISTBUILD_STALL_TIMEOUT, seconds. */
+#define STALL_S 10
 
 typedef struct call {
   wrap_args *args;
@@ -130,27 +135,32 @@ static char *breaker_path(const call *c) {
   return wrap_fmt("%s/unreachable-%s", c->cache_dir, key);
 }
 
+/* 0 when the scheduler may be tried, else the WRAP_SCHED_* that tripped
+ * the breaker (the file's size tells which) less than its hold time ago. */
 static int breaker_open(const call *c) {
   char *p = breaker_path(c);
   struct stat st;
-  int open_ = 0;
+  int kind = 0;
   if (p != NULL && stat(p, &st) == 0) {
     int64_t age = wrap_now_ms() - ((int64_t)st.st_mtim.tv_sec * 1000 +
                                    st.st_mtim.tv_nsec / 1000000);
-    open_ = age >= 0 && age < BREAKER_MS;
+    int silent = st.st_size > 0;
+    if (age >= 0 && age < (silent ? BREAKER_SILENT_MS : BREAKER_MS))
+      kind = silent ? WRAP_SCHED_SILENT : WRAP_SCHED_UNREACHABLE;
   }
   free(p);
-  return open_;
+  return kind;
 }
 
-static void breaker_trip(const call *c, int on) {
+/* kind: the WRAP_SCHED_* that makes later calls skip the scheduler. */
+static void breaker_trip(const call *c, int kind) {
   char *p = breaker_path(c);
   if (p == NULL)
     return;
-  if (on)
-    (void)wrap_write_atomic(p, "", 0, 0644);
+  if (kind == WRAP_SCHED_SILENT)
+    (void)wrap_write_atomic(p, "silent", 6, 0644);
   else
-    unlink(p);
+    (void)wrap_write_atomic(p, "", 0, 0644);
   free(p);
 }
 
@@ -265,15 +275,18 @@ static int distributed(call *c, char **argv) {
   wrap_strv extra = {0}, missing = {0};
   const char *reason = NULL;
   const char *e;
-  int64_t timeout_s = 600, built_ms = 0;
-  int rv, code = 0;
+  int64_t timeout_s = 600, stall_s = STALL_S, built_ms = 0;
+  int rv, code = 0, down;
 
   c->target = wrap_config_scheduler(c->args->cwd);
   if (c->target == NULL)
     return fallback(c, argv, "out of memory");
   (void)wrap_closure_record(c->args, c->cache_dir);
-  if (breaker_open(c)) {
-    char *why = wrap_fmt("scheduler unreachable at %s (recently)", c->target);
+  if ((down = breaker_open(c)) != 0) {
+    char *why =
+        wrap_fmt("scheduler %s at %s (recently)",
+                 down == WRAP_SCHED_SILENT ? "not responding" : "unreachable",
+                 c->target);
     code = fallback(c, argv, why ? why : "scheduler unreachable");
     free(why);
     return code;
@@ -281,12 +294,15 @@ static int distributed(call *c, char **argv) {
   e = getenv("CARGO_DISTBUILD_TIMEOUT");
   if (e != NULL && atoi(e) > 0)
     timeout_s = atoi(e);
+  e = getenv("CARGO_DISTBUILD_STALL_TIMEOUT");
+  if (e != NULL && *e)
+    stall_s = atoi(e) > 0 ? atoi(e) : 0;
   /* The client server's preloaded cache, else our own. */
   rv = c->shared_dc ? 0 : wrap_dcache_open(c->cache_dir, &dc);
   if (rv == 0 && c->shared_dc != NULL)
     dc = c->shared_dc;
   if (rv == 0)
-    rv = wrap_remote_new(c->target, timeout_s * 1000, &rem);
+    rv = wrap_remote_new(c->target, timeout_s * 1000, stall_s * 1000, &rem);
   if (rv != 0) {
     code = fallback(c, argv, db_strerror(rv));
     goto out;
@@ -311,8 +327,8 @@ static int distributed(call *c, char **argv) {
     c->rec.down_raw += res.down_raw;
     c->rec.down_wire += res.down_wire;
     if (rv < 0) {
-      if (rv == DB_EUNAVAIL && strstr(res.reason, "unreachable") != NULL)
-        breaker_trip(c, 1);
+      if (res.sched_down)
+        breaker_trip(c, res.sched_down);
       code = fallback(c, argv, res.reason[0] ? res.reason : db_strerror(rv));
       goto out;
     }

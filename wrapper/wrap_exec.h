@@ -13,7 +13,9 @@
  * Environment: CARGO_DISTBUILD_SCHEDULER (see wrap_config.h),
  * CARGO_DISTBUILD_LOG=quiet|error|warn|info|debug (progress lines are
  * info, fallback lines warn), CARGO_DISTBUILD_DISABLE=1 (always local),
- * CARGO_DISTBUILD_TIMEOUT (seconds per remote execution, default 600).
+ * CARGO_DISTBUILD_TIMEOUT (seconds per remote execution, default 600),
+ * CARGO_DISTBUILD_STALL_TIMEOUT (seconds a scheduler may stay silent
+ * before the call falls back, default 10, 0 = wait for the timeout).
  */
 #ifndef WRAP_EXEC_H
 #define WRAP_EXEC_H

@@ -27,6 +27,8 @@ typedef Build__Bazel__Remote__Execution__V2__ExecuteOperationMetadata EOMeta;
   "/build.bazel.remote.execution.v2.ActionCache/GetActionResult"
 #define PATH_EXECUTE "/build.bazel.remote.execution.v2.Execution/Execute"
 #define PATH_WAIT "/build.bazel.remote.execution.v2.Execution/WaitExecution"
+#define PATH_CAPABILITIES                                                      \
+  "/build.bazel.remote.execution.v2.Capabilities/GetCapabilities"
 #define EXEC_RESP_TYPE                                                         \
   "type.googleapis.com/build.bazel.remote.execution.v2.ExecuteResponse"
 
@@ -35,9 +37,11 @@ struct wrap_remote {
   cas_client *cas;
   cas_client *cas2; /* early outputs, fetched while cas runs the stream */
   int64_t timeout_ms;
+  int64_t stall_ms;
 };
 
-int wrap_remote_new(const char *target, int64_t timeout_ms, wrap_remote **out) {
+int wrap_remote_new(const char *target, int64_t timeout_ms, int64_t stall_ms,
+                    wrap_remote **out) {
   wrap_remote *r = calloc(1, sizeof(*r));
   cas_client_opts o = {0};
   int rv;
@@ -46,7 +50,9 @@ int wrap_remote_new(const char *target, int64_t timeout_ms, wrap_remote **out) {
     return DB_ENOMEM;
   r->target = strdup(target);
   r->timeout_ms = timeout_ms > 0 ? timeout_ms : 600000;
+  r->stall_ms = stall_ms > 0 ? stall_ms : 0;
   o.timeout_ms = 60000;
+  o.idle_timeout_ms = r->stall_ms;
   o.max_inflight = 16;
   rv = r->target ? cas_client_new(target, &o, &r->cas) : DB_ENOMEM;
   if (rv != 0) {
@@ -105,6 +111,20 @@ static void reason(wrap_remote_result *res, const char *what,
            st->message ? st->message : "");
 }
 
+/* The scheduler did not answer: refused, reset, or silent (st may be
+ * NULL). Sets res->sched_down and the reason. */
+static void sched_down(const wrap_remote *r, wrap_remote_result *res,
+                       const rpc_status *st) {
+  const char *m = st && st->message ? st->message : "UNAVAILABLE";
+  size_t pl = strlen(RPC_NOT_RESPONDING);
+  int silent = strncmp(m, RPC_NOT_RESPONDING, pl) == 0;
+  if (silent && strncmp(m + pl, ": ", 2) == 0)
+    m += pl + 2; /* the reason says "not responding" already */
+  res->sched_down = silent ? WRAP_SCHED_SILENT : WRAP_SCHED_UNREACHABLE;
+  snprintf(res->reason, sizeof(res->reason), "scheduler %s at %s (%s)",
+           silent ? "not responding" : "unreachable", r->target, m);
+}
+
 /* Download the outputs of ar (only paths the action declared), then
  * stdout/stderr into memory. */
 static int fetch_outputs(wrap_remote *r, const wrap_action *act,
@@ -156,9 +176,12 @@ static int fetch_outputs(wrap_remote *r, const wrap_action *act,
     res->down_wire += wire;
     if (rv != 0) {
       const rpc_status *st = cas_client_last_status(r->cas);
-      snprintf(res->reason, sizeof(res->reason),
-               "downloading outputs failed: %s (%s)", db_strerror(rv),
-               st && st->message ? st->message : rpc_code_name(st->code));
+      if (rv == DB_EUNAVAIL)
+        sched_down(r, res, st);
+      else
+        snprintf(res->reason, sizeof(res->reason),
+                 "downloading outputs failed: %s (%s)", db_strerror(rv),
+                 st && st->message ? st->message : rpc_code_name(st->code));
       goto out;
     }
   }
@@ -250,9 +273,7 @@ static int lookup(wrap_remote *r, const wrap_action *act, PbActionResult **ar,
     rv = 0;
   } else if (st.code != RPC_OK) {
     if (st.code == RPC_UNAVAILABLE)
-      snprintf(res->reason, sizeof(res->reason),
-               "scheduler unreachable at %s (%s)", r->target,
-               st.message ? st.message : "UNAVAILABLE");
+      sched_down(r, res, &st);
     else
       reason(res, "action cache lookup failed", &st);
     rv = st.code == RPC_UNAVAILABLE ? DB_EUNAVAIL : DB_EPROTO;
@@ -297,8 +318,7 @@ static int upload(wrap_remote *r, const wrap_action *act,
   if (rv != 0) {
     const rpc_status *st = cas_client_last_status(r->cas);
     if (rv == DB_EUNAVAIL)
-      snprintf(res->reason, sizeof(res->reason), "scheduler unreachable at %s",
-               r->target);
+      sched_down(r, res, st);
     else
       snprintf(res->reason, sizeof(res->reason), "CAS upload failed: %s (%s)",
                db_strerror(rv),
@@ -347,6 +367,9 @@ typedef struct exec_ctx {
   PbExecResp *resp;
   rpc_status st;
   int done;
+  int ended;       /* the stream's on_done ran */
+  int64_t last_ms; /* last message, or last sign of life from a probe */
+  int silent;      /* a probe went unanswered: the scheduler is not there */
   /* for early outputs */
   wrap_remote *r;
   const wrap_action *act;
@@ -378,8 +401,8 @@ static void early_from_metadata(exec_ctx *x, const Google__Protobuf__Any *m) {
     eo = distbuild__worker__v1__early_outputs__unpack(NULL, a->value.len,
                                                       a->value.data);
     if (eo) {
-      wrap_early_write(eo, x->act, x->r->target, &x->r->cas2, x->res,
-                       x->progress, x->pctx);
+      wrap_early_write(eo, x->act, x->r->target, x->r->stall_ms, &x->r->cas2,
+                       x->res, x->progress, x->pctx);
       distbuild__worker__v1__early_outputs__free_unpacked(eo, NULL);
     }
   }
@@ -391,6 +414,7 @@ static int on_op(void *vctx, const uint8_t *msg, size_t len) {
   exec_ctx *x = vctx;
   Google__Longrunning__Operation *op =
       google__longrunning__operation__unpack(NULL, len, msg);
+  x->last_ms = rpc_now_ms();
   if (op == NULL)
     return 1;
   if (op->name && *op->name && x->op_name == NULL)
@@ -419,8 +443,60 @@ static int on_op(void *vctx, const uint8_t *msg, size_t len) {
 
 static void on_done(void *vctx, const rpc_status *st) {
   exec_ctx *x = vctx;
+  x->ended = 1;
   if (x->st.code == RPC_OK)
     rpc_status_setf(&x->st, st->code, "%s", st->message ? st->message : "");
+}
+
+/* A liveness probe: GetCapabilities, which every REAPI server answers at
+ * once. Any answer, even an error status, means the server is there. */
+typedef struct probe_ctx {
+  rpc_stream *s; /* NULL when no probe runs */
+  int answered;
+  int ended;
+} probe_ctx;
+
+static int probe_msg(void *ctx, const uint8_t *msg, size_t len) {
+  (void)ctx;
+  (void)msg;
+  (void)len;
+  return 0;
+}
+
+static void probe_done(void *ctx, const rpc_status *st) {
+  probe_ctx *p = ctx;
+  p->ended = 1;
+  p->answered = st->code != RPC_UNAVAILABLE &&
+                st->code != RPC_DEADLINE_EXCEEDED && st->code != RPC_CANCELLED;
+}
+
+/* Probe when the stream has been quiet for half the stall timeout; a
+ * probe the server leaves unanswered for the stall timeout ends the
+ * stream as silent. The Execute stream itself may rightly be quiet for as
+ * long as the compile runs, so it has no idle timeout of its own. */
+static void watch(wrap_remote *r, rpc_client *c, rpc_stream *s, exec_ctx *x,
+                  probe_ctx *p) {
+  static const rpc_stream_cbs pcbs = {probe_msg, NULL, probe_done};
+  int64_t now = rpc_now_ms();
+  if (p->s != NULL && p->ended) {
+    p->s = NULL;
+    if (p->answered) {
+      x->last_ms = now;
+    } else if (!x->ended) {
+      x->silent = 1;
+      rpc_status_setf(&x->st, RPC_UNAVAILABLE,
+                      RPC_NOT_RESPONDING ": no answer to a probe in %lld ms",
+                      (long long)r->stall_ms);
+      rpc_stream_cancel(s);
+    }
+  }
+  if (p->s == NULL && !x->ended && !x->silent &&
+      now - x->last_ms >= r->stall_ms / 2) {
+    p->ended = p->answered = 0;
+    if (rpc_client_start(c, PATH_CAPABILITIES, NULL, 0, r->stall_ms, &pcbs, p,
+                         &p->s) != 0)
+      p->s = NULL;
+  }
 }
 
 /* One Execute or WaitExecution stream. */
@@ -428,13 +504,34 @@ static int stream(wrap_remote *r, const char *path, const uint8_t *req,
                   size_t len, exec_ctx *x) {
   rpc_stream_cbs cbs = {on_op, NULL, on_done};
   rpc_client *c = cas_client_rpc(r->cas);
+  rpc_stream *s = NULL;
+  probe_ctx p = {0};
   int rv;
   rpc_status_clear(&x->st);
-  x->done = 0;
-  rv = rpc_client_start(c, path, req, len, r->timeout_ms, &cbs, x, NULL);
-  while (rv == 0 && (rv = rpc_client_run(c, 1000)) > 0)
-    rv = 0;
-  return rv < 0 ? rv : 0;
+  x->done = x->ended = 0;
+  x->last_ms = rpc_now_ms();
+  rv = rpc_client_start(c, path, req, len, r->timeout_ms, &cbs, x, &s);
+  if (rv == 0)
+    rpc_stream_set_idle_timeout(s, 0);
+  while (rv == 0 && !x->ended) {
+    int n = rpc_client_run(c, 1000);
+    if (n < 0)
+      rv = n;
+    else if (n == 0)
+      break;
+    else if (r->stall_ms > 0)
+      watch(r, c, s, x, &p);
+  }
+  /* The stream ended: a probe still out is of no use now. */
+  if (p.s != NULL && !p.ended) {
+    rpc_stream_cancel(p.s);
+    while (rv == 0 && !p.ended) {
+      int n = rpc_client_run(c, 1000);
+      if (n <= 0)
+        rv = n;
+    }
+  }
+  return rv;
 }
 
 /* Execute with WaitExecution on a broken stream. On success *resp is the
@@ -466,7 +563,8 @@ again:
   free(x.op_name);
   x.op_name = NULL;
   rv = stream(r, PATH_EXECUTE, buf, len, &x);
-  while (rv == 0 && !x.done && x.op_name != NULL && waits < 3 &&
+  /* (Not after silence: reattaching would only wait for it again.) */
+  while (rv == 0 && !x.done && !x.silent && x.op_name != NULL && waits < 3 &&
          (x.st.code == RPC_UNAVAILABLE || x.st.code == RPC_INTERNAL ||
           x.st.code == RPC_OK || x.st.code == RPC_CANCELLED)) {
     /* The stream broke before the result: reattach. */
@@ -490,10 +588,8 @@ again:
     goto out;
   }
   if (!x.done || x.resp == NULL) {
-    if (x.st.code == RPC_UNAVAILABLE && x.op_name == NULL)
-      snprintf(res->reason, sizeof(res->reason),
-               "scheduler unreachable at %s (%s)", r->target,
-               x.st.message ? x.st.message : "UNAVAILABLE");
+    if (x.st.code == RPC_UNAVAILABLE && (x.op_name == NULL || x.silent))
+      sched_down(r, res, &x.st);
     else
       reason(res, x.done ? "execution failed" : "execution stream broken",
              &x.st);

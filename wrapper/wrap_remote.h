@@ -23,6 +23,9 @@
 
 enum { WRAP_REMOTE_HIT = 1, WRAP_REMOTE_EXECUTED = 2 };
 
+/* Why the scheduler was given up on (wrap_remote_result.sched_down). */
+enum { WRAP_SCHED_UNREACHABLE = 1, WRAP_SCHED_SILENT = 2 };
+
 typedef struct wrap_remote_result {
   int exit_code;
   uint8_t *out; /* stdout bytes */
@@ -34,6 +37,8 @@ typedef struct wrap_remote_result {
   uint64_t up_raw, up_wire, down_raw, down_wire;
   size_t up_blobs;
   char reason[256]; /* infrastructure failure, for the fallback line */
+  int sched_down;   /* 0, or WRAP_SCHED_*: the scheduler refused the
+                       connection, or stopped answering */
   /* Phase wall times in ms, for the debug timing line: this client's
    * lookup / upload / Execute stream / output download, and the worker's
    * queue-to-start, input fetch, run and output upload (from the
@@ -62,8 +67,12 @@ typedef struct wrap_remote wrap_remote;
 typedef int (*wrap_remote_progress_fn)(void *ctx, const char *stage,
                                        const wrap_remote_result *r);
 
-/* target "HOST:PORT" (copied). timeout_ms bounds one Execute. */
-int wrap_remote_new(const char *target, int64_t timeout_ms, wrap_remote **out);
+/* target "HOST:PORT" (copied). timeout_ms bounds one Execute. stall_ms
+ * (0 = never): a call that moves nothing for this long fails, and an
+ * Execute stream quiet for half of it is checked with a probe call that
+ * must be answered within stall_ms; either failure is WRAP_SCHED_SILENT. */
+int wrap_remote_new(const char *target, int64_t timeout_ms, int64_t stall_ms,
+                    wrap_remote **out);
 void wrap_remote_free(wrap_remote *r); /* NULL ok */
 
 /* Run act remotely. Returns WRAP_REMOTE_HIT, WRAP_REMOTE_EXECUTED or a

@@ -375,6 +375,52 @@ def main():
         check("kind=local" in last and "remote client missing" in last,
               "recorded: %s" % last[-60:])
 
+        print("7a. scheduler frozen mid-build: fallback after the stall "
+              "timeout", flush=True)
+        # SIGSTOP keeps the listening socket and the connections open, as
+        # a hung or cut-off host does: nothing is refused, nothing answers.
+        ws4 = os.path.join(base, "ws4")
+        copy_ws(a.workspace, ws4)
+        # Its own cache dir: the breaker it trips must not reach step 7.
+        env = dict(E.env, CARGO_DISTBUILD_SCHEDULER="127.0.0.1:%d" % cl.port,
+                   CARGO_DISTBUILD_STALL_TIMEOUT="2",
+                   CARGO_DISTBUILD_CACHE_DIR=os.path.join(base, "cache-7a"))
+        d0 = cl.dispatches()
+        t = time.time()
+        pr = subprocess.Popen(
+            [os.path.join(bindir, "cargo-distbuild"), "build", "--offline"],
+            cwd=ws4, env=env, stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, text=True)
+        sched = cl.procs["sched"]
+        while cl.dispatches() == d0 and pr.poll() is None and \
+                time.time() - t < 60:
+            time.sleep(0.02)
+        sched.send_signal(signal.SIGSTOP)
+        try:
+            out = pr.communicate(timeout=300)[0]
+        finally:
+            sched.send_signal(signal.SIGCONT)
+        dt = time.time() - t
+        st = json.loads(E.run([os.path.join(bindir, "cargo-distbuild"),
+                               "stats", "--json"], ws4).stdout)["last_build"]
+        if pr.returncode != 0:
+            print(out)
+        check(pr.returncode == 0 and cl.dispatches() > d0,
+              "build succeeds with the scheduler frozen after its first "
+              "dispatch")
+        check(st["actions"] == 5 and st["fallbacks"] == 5,
+              "5 fallbacks counted: %s" % st.get("fallback_reasons"))
+        check(re.search(r"lib_common: running rustc locally: scheduler not "
+                        r"responding at \S+ \(no answer to a probe in "
+                        r"2000 ms\)", out),
+              "the waiting call gave up after an unanswered probe")
+        check(len(re.findall(r"^\[distbuild\] \w+: running rustc locally: "
+                             r"scheduler not responding at \S+ \(recently\)",
+                             out, re.M)) == 4,
+              "later calls skipped the silent scheduler at once")
+        # The wait was the stall timeout, not CARGO_DISTBUILD_TIMEOUT (120 s).
+        check(dt < 60, "build took %.1fs" % dt)
+
         print("7. scheduler down: local fallback", flush=True)
         cl.stop("sched")
         E.cargo(["clean"], ws)
