@@ -183,6 +183,7 @@ struct sched {
   size_t n_done;
   struct event *tick;
   int64_t last_keepalive_ms;
+  int64_t last_tick_ms;     /* to notice a loop that did not run */
   int64_t last_progress_ms; /* last periodic re-send to watchers */
   int orphans;              /* some op may have lost its last watcher */
   int64_t last_orphan_scan_ms;

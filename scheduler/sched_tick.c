@@ -140,11 +140,32 @@ static int resend_progress(const char *key, void *val, void *ctx) {
   return 0;
 }
 
+/* Ticks come every 50 ms. When the scheduler itself did not run for
+ * longer than a heartbeat interval (stopped, swapped out, its host frozen
+ * or suspended), the workers' heartbeats are still waiting unread in the
+ * sockets: that gap must not count as silence, or one stall of the
+ * scheduler would drop every worker and requeue every running action. */
+static void forgive_stall(sched *s, int64_t now) {
+  int64_t gap = now - s->last_tick_ms;
+  sched_worker *w;
+
+  s->last_tick_ms = now;
+  if (gap <= s->o.heartbeat_ms)
+    return;
+  DB_WARN("sched",
+          "the scheduler did not run for %lld ms; that time does not count "
+          "against worker heartbeats",
+          (long long)gap);
+  for (w = s->workers; w; w = w->next)
+    w->last_hb_ms = w->last_hb_ms + gap < now ? w->last_hb_ms + gap : now;
+}
+
 void sched_tick(sched *s, int64_t now) {
   sched_worker *w, *next;
   queue_scan qs = {0};
   size_t i;
 
+  forgive_stall(s, now);
   for (w = s->workers; w; w = next) {
     sched_lease *l, *ln;
     next = w->next;

@@ -5,6 +5,7 @@ Run: python3 test_scheduler.py BINARY [TestClass ...]
 import concurrent.futures
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -503,6 +504,31 @@ class WorkerTest(SchedTestBase):
             worker_id="late", session_id=w2.session,
             lease_id=w.assignments[0].lease_id)
         w2.ch.unary_unary(h.WS + "Complete")(stale.SerializeToString())
+
+    def test_scheduler_stall_keeps_workers(self):
+        # The scheduler stopped for 7 heartbeat intervals (a frozen or
+        # swapped-out host) finds its workers' heartbeats waiting when it
+        # resumes: no worker is dropped, the running action stays put.
+        w = self.worker(mode="manual")
+        call, a = self.dispatch(w)
+        self.sched.proc.send_signal(signal.SIGSTOP)
+        try:
+            time.sleep(1.4)
+        finally:
+            self.sched.proc.send_signal(signal.SIGCONT)
+        time.sleep(0.8)  # 4 intervals: a worker really silent is gone
+        w.complete(a)
+        ops = [h.operations_pb2.Operation.FromString(m) for m in call]
+        r = h.response_of(ops[-1])
+        self.assertEqual(r.status.code, 0, r.status.message)
+        self.assertEqual(r.result.execution_metadata.worker, "w1")
+        log = self.sched.output()
+        self.assertNotIn("worker left", log)
+        self.assertIn("did not run for", log)
+        self.assertEqual(self.sched.metric(
+            'distbuild_scheduler_actions_total{outcome="requeued"}'), 0)
+        self.assertEqual(self.sched.metric("distbuild_scheduler_workers"), 1)
+        self.assertEqual(len(w.assignments), 1)
 
     def test_rejoin_same_id_requeues_old_session(self):
         w1 = self.worker("same", mode="manual")
