@@ -319,7 +319,7 @@ static void connect_on_message(rpc_call *call, const uint8_t *msg, size_t len) {
   sched_platform_str(&w->platform, plat, sizeof(plat));
   DB_INFO("sched", "worker joined: %s (%d slot%s, platform %s%s%s)", w->id,
           w->slots, w->slots == 1 ? "" : "s", plat,
-          req->sandbox_features[0] ? "; sandbox: " : "", req->sandbox_features);
+          req->sandbox_features[0] ? "; " : "", req->sandbox_features);
   sched_dispatch(s);
   goto out;
 fail:
