@@ -4,7 +4,8 @@ scheduler's port published on 127.0.0.1, driven from the host by an
 independent REAPI client (Debian's python3-grpcio, tests/e2e/e2e_lib.py).
 
 usage: test_container.py REPO_ROOT CASE [BIN_DIR]
-CASE: image | exec | worker_kill | sched_restart | cargo_build
+CASE: image | exec | worker_kill | worker_pause | worker_partition |
+      sched_restart | cargo_build
 (cargo_build needs BIN_DIR, the build dir holding cargo-distbuild and
 cargo-distbuild-wrapper, and cargo/rustc on PATH.)
 Exit 77 (ctest SKIP_RETURN_CODE) when no Docker engine answers."""
@@ -182,9 +183,11 @@ class Cluster:
         out = docker("exec", container, "curl", "-fsS",
                      "http://127.0.0.1:%d/metrics" % port, check=False,
                      timeout=20)
-        m = re.search(r"^%s(\{[^}]*\})? (\S+)$" % re.escape(name), out,
-                      re.M)
-        return float(m.group(2)) if m else -1
+        # name may carry its labels, e.g. 'x_total{outcome="requeued"}'.
+        pat = (re.escape(name) if "{" in name else
+               re.escape(name) + r"(?:\{[^}]*\})?")
+        m = re.search(r"^%s (\S+)$" % pat, out, re.M)
+        return float(m.group(1)) if m else -1
 
     def wait_workers(self, n, timeout=60):
         deadline = time.time() + timeout
@@ -269,34 +272,118 @@ def case_exec(c):
     assert all(r.cached_result for r in res), [r.cached_result for r in res]
 
 
-def case_worker_kill(c):
-    """`docker kill` the worker running an action: it is requeued."""
-    dg, _ = c.client.make_action([SH, "-c", "sleep 4; echo done > o"],
-                                 outputs=["o"])
+def start_on_a_worker(c, dg):
+    """Execute dg in a thread; return (thread, box, worker running it)."""
     box = {}
     th = threading.Thread(target=lambda: box.update(
         r=c.client.execute(dg, timeout=120)))
     th.start()
-    victim = None
     deadline = time.time() + 20
-    while victim is None and time.time() < deadline:
+    while time.time() < deadline:
         for w in c.workers:
             if c.metric(w, 6001, "distbuild_worker_busy_slots") > 0:
-                victim = w
-                break
+                return th, box, w
         time.sleep(0.1)
-    assert victim, "no worker picked the action up\n" + c.dump()
-    docker("kill", victim)
-    log("killed %s mid-action" % victim)
+    raise AssertionError("no worker picked the action up\n" + c.dump())
+
+
+def finished_elsewhere(c, th, box, victim, what):
+    """The action of start_on_a_worker() ended OK on the other worker."""
     th.join(150)
-    assert "r" in box, "execute did not return"
+    assert "r" in box, "execute did not return " + what
     r = box["r"]
-    ok(r, c, "after docker kill")
+    ok(r, c, what)
     other = [w for w in c.workers if w != victim][0]
     assert r.result.execution_metadata.worker == other, \
         r.result.execution_metadata.worker
     assert c.client.output_file(r.result, "o") == b"done\n"
     log("requeued and finished on %s" % other)
+    return other
+
+
+def case_worker_kill(c):
+    """`docker kill` the worker running an action: it is requeued."""
+    dg, _ = c.client.make_action([SH, "-c", "sleep 4; echo done > o"],
+                                 outputs=["o"])
+    th, box, victim = start_on_a_worker(c, dg)
+    docker("kill", victim)
+    log("killed %s mid-action" % victim)
+    finished_elsewhere(c, th, box, victim, "after docker kill")
+
+
+REQUEUED = 'distbuild_scheduler_actions_total{outcome="requeued"}'
+EXECUTED = 'distbuild_scheduler_actions_total{outcome="executed"}'
+
+
+def both_workers_run(c, tag):
+    """Fresh actions spread over both workers again."""
+    acts = [c.client.make_action(
+        [SH, "-c", "sleep 1; echo %s %d > o" % (tag, i)], outputs=["o"])[0]
+        for i in range(8)]
+    seen = set()
+    for i, r in enumerate(execute_all(c, acts)):
+        ok(r, c, "%s action %d" % (tag, i))
+        seen.add(r.result.execution_metadata.worker)
+    log("%s: actions ran on %s" % (tag, sorted(seen)))
+    assert seen == set(c.workers), seen
+
+
+def wait_log(c, name, pattern, timeout=60):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        m = re.search(pattern, c.logs(name))
+        if m:
+            return m
+        time.sleep(0.5)
+    raise AssertionError("%s never logged %r\n%s" % (name, pattern,
+                                                      c.dump()))
+
+
+def case_worker_pause(c):
+    """`docker pause` freezes the worker running an action: a host that
+    stalls with its TCP connection open. The scheduler requeues the action
+    after the missed heartbeats; when the worker thaws, its late result
+    for the dead lease is refused and it joins again."""
+    dg, _ = c.client.make_action([SH, "-c", "sleep 4; echo done > o"],
+                                 outputs=["o"])
+    th, box, victim = start_on_a_worker(c, dg)
+    docker("pause", victim)
+    log("paused %s mid-action" % victim)
+    try:
+        other = finished_elsewhere(c, th, box, victim, "while paused")
+    finally:
+        docker("unpause", victim)
+    assert c.metric(c.sched, 8990, REQUEUED) == 1
+    c.wait_workers(2)
+    m = wait_log(c, c.sched, r"ignoring Complete for stale lease \S+ from %s"
+                 % re.escape(victim))
+    log("scheduler: %s" % m.group(0))
+    assert c.metric(c.sched, 8990, EXECUTED) == 1, "stale result counted"
+    ar = c.client.get_action_result(dg)
+    assert ar.execution_metadata.worker == other, ar.execution_metadata
+    both_workers_run(c, "after-pause")
+
+
+def case_worker_partition(c):
+    """`docker network disconnect` cuts the worker running an action off
+    the network: the action is requeued, and once the network is back the
+    worker finds its session gone and joins again."""
+    dg, _ = c.client.make_action([SH, "-c", "sleep 4; echo done > o"],
+                                 outputs=["o"])
+    th, box, victim = start_on_a_worker(c, dg)
+    docker("network", "disconnect", c.net, victim)
+    log("cut %s off mid-action" % victim)
+    try:
+        finished_elsewhere(c, th, box, victim, "while cut off")
+    finally:
+        docker("network", "connect", c.net, victim)
+    assert c.metric(c.sched, 8990, REQUEUED) == 1
+    t = time.time()
+    c.wait_workers(2, timeout=120)
+    log("%s back after %.1fs" % (victim, time.time() - t))
+    m = wait_log(c, victim, r"session \S+ ended: .*; reconnecting")
+    log("%s: %s" % (victim, m.group(0)))
+    both_workers_run(c, "after-partition")
 
 
 def case_sched_restart(c):
@@ -525,6 +612,8 @@ def _cargo_build(c, h, base):
 
 
 CASES = {"exec": case_exec, "worker_kill": case_worker_kill,
+         "worker_pause": case_worker_pause,
+         "worker_partition": case_worker_partition,
          "sched_restart": case_sched_restart,
          "cargo_build": case_cargo_build}
 
