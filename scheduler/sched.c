@@ -141,7 +141,7 @@ int sched_new(struct event_base *base, rpc_server *srv, cas_store *store,
       sched_map_new(&s->leases) || sched_map_new(&s->trees) ||
       sched_queue_init(&s->q))
     goto fail;
-  s->last_tick_ms = rpc_now_ms();
+  s->last_tick_ms = s->workerless_ms = rpc_now_ms();
   s->tick = event_new(base, -1, EV_PERSIST, on_tick, s);
   if (!s->tick || event_add(s->tick, &tv))
     goto fail;

@@ -32,7 +32,9 @@ typedef struct sched_opts {
   int64_t heartbeat_ms;       /* worker heartbeat interval; 0 = 1000. A
                                  worker silent for 3 intervals is dead. */
   int64_t queue_timeout_ms;   /* how long an action no connected worker
-                                 can run may wait; 0 = 60000 */
+                                 can run may wait; 0 = 60000. Once no
+                                 worker at all has been connected for
+                                 this long, new actions fail at once. */
   int64_t max_timeout_ms;     /* largest Action.timeout accepted;
                                  0 = 3600000 */
   int64_t default_timeout_ms; /* imposed when the Action has none;

@@ -184,6 +184,7 @@ struct sched {
   struct event *tick;
   int64_t last_keepalive_ms;
   int64_t last_tick_ms;     /* to notice a loop that did not run */
+  int64_t workerless_ms;    /* since when no worker is connected; 0 if any */
   int64_t last_progress_ms; /* last periodic re-send to watchers */
   int orphans;              /* some op may have lost its last watcher */
   int64_t last_orphan_scan_ms;

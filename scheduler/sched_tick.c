@@ -36,6 +36,16 @@ static int any_worker_matches(sched *s, const sched_op *op) {
   return 0;
 }
 
+/* No worker at all for the queue timeout: a new action fails at once
+ * instead of waiting the timeout out again, as Buildbarn drops a platform
+ * queue that no worker has served for a while. A build then compiles
+ * locally at full speed (cache hits still work), and actions queued when
+ * the last worker left still get the whole timeout for it to come back. */
+static int workerless_too_long(const sched *s, int64_t now) {
+  return s->n_workers == 0 && s->workerless_ms &&
+         now - s->workerless_ms >= s->o.queue_timeout_ms;
+}
+
 static void scan_op(sched_op *op, void *ctx) {
   queue_scan *qs = ctx;
 
@@ -49,7 +59,8 @@ static void scan_op(sched_op *op, void *ctx) {
   }
   if (!op->unmatched_since)
     op->unmatched_since = qs->now;
-  if (qs->now - op->unmatched_since < qs->s->o.queue_timeout_ms)
+  if (qs->now - op->unmatched_since < qs->s->o.queue_timeout_ms &&
+      !workerless_too_long(qs->s, qs->now))
     return;
   if (qs->n == qs->cap) {
     size_t cap = qs->cap ? qs->cap * 2 : 16;

@@ -129,6 +129,8 @@ void sched_worker_gone(sched *s, sched_worker *w, const char *reason) {
     w->next->prev = w->prev;
   s->n_workers--;
   s->workers_gen++;
+  if (s->n_workers == 0)
+    s->workerless_ms = rpc_now_ms();
   while (w->leases) {
     sched_lease_lost(s, w->leases, reason);
     n++;
@@ -316,6 +318,7 @@ static void connect_on_message(rpc_call *call, const uint8_t *msg, size_t len) {
   s->workers = w;
   s->n_workers++;
   s->workers_gen++;
+  s->workerless_ms = 0;
   sched_platform_str(&w->platform, plat, sizeof(plat));
   DB_INFO("sched", "worker joined: %s (%d slot%s, platform %s%s%s)", w->id,
           w->slots, w->slots == 1 ? "" : "s", plat,

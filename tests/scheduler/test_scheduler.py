@@ -456,6 +456,34 @@ class WorkerTest(SchedTestBase):
         self.assertEqual(r.status.code, 14)
         self.assertIn("no worker", r.status.message)
 
+    def test_long_workerless_fails_at_once(self):
+        # No worker for the queue timeout (1 s) already: an action fails
+        # at once rather than waiting the timeout out again.
+        time.sleep(1.2)
+        d, _ = self.client.make_action(salt="late")
+        t = time.time()
+        r = h.response_of(self.client.execute(d)[-1])
+        took = time.time() - t
+        self.assertEqual(r.status.code, 14)
+        self.assertIn("no worker connected", r.status.message)
+        self.assertLess(took, 0.6)
+        # A worker that joins ends it; once the last worker leaves, actions
+        # get the whole timeout again for one to come back.
+        w = self.worker()
+        d, _ = self.client.make_action(salt="with-worker")
+        self.assertEqual(h.response_of(self.client.execute(d)[-1])
+                         .status.code, 0)
+        w.drop()
+        self.wait_for(lambda: self.sched.metric(
+            "distbuild_scheduler_workers") == 0, what="the worker to leave")
+        d, _ = self.client.make_action(salt="after")
+        call = self.client.execute_call(d)
+        time.sleep(0.5)
+        w2 = self.worker("w2")
+        ops = [h.operations_pb2.Operation.FromString(m) for m in call]
+        self.assertEqual(h.response_of(ops[-1]).status.code, 0)
+        self.assertEqual(len(w2.assignments), 1)
+
     def test_worker_drop_requeues_to_other_worker(self):
         w1 = self.worker("w1", mode="manual")
         d, _ = self.client.make_action()
