@@ -85,6 +85,8 @@ struct sched_op {
   int64_t timeout_ms;
   sched_platform platform;
   int attempts;          /* dispatches so far */
+  uint64_t avoid_worker; /* serial of the worker its last attempt failed on:
+                            another one goes first; 0 = none */
   int64_t submitted_ms;  /* rpc_now_ms() at creation */
   int64_t queued_wall_s; /* wall clock, for Assignment.queued_timestamp */
   int32_t queued_wall_ns;
@@ -153,6 +155,7 @@ struct sched_worker {
   rpc_call *call; /* the Connect stream; NULL once gone */
   int64_t joined_ms;
   int64_t last_hb_ms;
+  uint64_t serial; /* unique per session, never reused */
   sched_lease *leases;
   sched_worker *next, *prev;
 };
@@ -189,6 +192,7 @@ struct sched {
   int orphans;              /* some op may have lost its last watcher */
   int64_t last_orphan_scan_ms;
   uint64_t id_seed;
+  uint64_t worker_serial; /* last sched_worker.serial handed out */
   uint64_t id_ctr;
   sched_counters c;
 };

@@ -144,19 +144,26 @@ void sched_worker_gone(sched *s, sched_worker *w, const char *reason) {
   sched_dispatch(s);
 }
 
+/* The matching worker with the most free slots; the one op's last attempt
+ * failed on only when no other can take it now (its disk may be full, its
+ * CAS link broken: another worker may well succeed). */
 static sched_worker *pick_worker(sched *s, const sched_op *op) {
-  sched_worker *w, *best = NULL;
+  sched_worker *w, *best = NULL, *avoided = NULL;
   int best_free = 0;
 
   for (w = s->workers; w; w = w->next) {
     int fr = w->slots - w->busy;
-    if (w->call && fr > best_free &&
-        sched_platform_subset(&op->platform, &w->platform)) {
+    if (!w->call || fr <= 0 ||
+        !sched_platform_subset(&op->platform, &w->platform))
+      continue;
+    if (op->avoid_worker && w->serial == op->avoid_worker)
+      avoided = w;
+    else if (fr > best_free) {
       best = w;
       best_free = fr;
     }
   }
-  return best;
+  return best ? best : avoided;
 }
 
 static int can_run(sched_op *op, void *ctx) {
@@ -304,6 +311,7 @@ static void connect_on_message(rpc_call *call, const uint8_t *msg, size_t len) {
   w->slots = req->slots > 0 ? req->slots : 1;
   w->call = call;
   w->joined_ms = w->last_hb_ms = rpc_now_ms();
+  w->serial = ++s->worker_serial;
   first.command_case = DISTBUILD__WORKER__V1__WORKER_COMMAND__COMMAND_KEEPALIVE;
   first.keepalive = 1;
   first.heartbeat_interval_ms = s->o.heartbeat_ms;
@@ -389,9 +397,13 @@ out:
   distbuild__worker__v1__heartbeat_request__free_unpacked(req, NULL);
 }
 
+/* A worker's infrastructure failures, worth another attempt elsewhere.
+ * RESOURCE_EXHAUSTED from a worker is its own disk filling up (an action
+ * out of memory is an exit status, not this). */
 static int retryable(int code) {
   return code == RPC_UNAVAILABLE || code == RPC_INTERNAL ||
-         code == RPC_UNKNOWN || code == RPC_ABORTED;
+         code == RPC_UNKNOWN || code == RPC_ABORTED ||
+         code == RPC_RESOURCE_EXHAUSTED;
 }
 
 static void store_result(sched *s, sched_op *op, const PbActionResult *r) {
@@ -446,6 +458,7 @@ static void complete_on_message(rpc_call *call, const uint8_t *msg,
     char why[300];
     snprintf(why, sizeof(why), "%s: %.200s", rpc_code_name(code),
              er->status->message);
+    op->avoid_worker = l->w->serial;
     sched_lease_lost(s, l, why);
   } else {
     sched_lease_end(s, l);

@@ -606,6 +606,71 @@ def case_orphan(c):
     check(c.client.output_file(r2.result, "o") == b"next\n", "", c)
 
 
+def tmpfs_usage(path):
+    st = os.statvfs(path)
+    return (st.f_blocks - st.f_bfree) * st.f_frsize
+
+
+def case_worker_disk_full(c):
+    """A worker whose cache disk fills up: the action fails there with
+    RESOURCE_EXHAUSTED, is retried on a worker with room (not on the full
+    one again), and the full worker leaves no partial files behind and
+    keeps running what fits."""
+    full, roomy = c.workers
+    full.stop()
+    roomy.stop()
+    os.makedirs(full.cache_dir, exist_ok=True)
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs",
+                       full.cache_dir]).returncode != 0:
+        print("e2e worker_disk_full: SKIP: cannot mount a tmpfs (not root?)")
+        sys.exit(77)
+    infra = "distbuild_worker_actions_infra_error_total"
+    try:
+        full.start()
+        base = tmpfs_usage(full.cache_dir)
+        big = os.urandom(6 << 20)  # incompressible, larger than the disk
+        dg, _ = c.client.make_action(["/bin/sh", "-c", "wc -c < big > o"],
+                                     Tree({"big": big}), outputs=["o"])
+        # 1. The full worker alone: every attempt fails, and says why.
+        n0 = full.metric(infra)
+        r = c.client.execute(dg, timeout=60)
+        print("on the full worker alone:", r.status.code, r.status.message)
+        check(r.status.code == 8 and "space" in r.status.message,
+              "RESOURCE_EXHAUSTED, naming the full disk", c)
+        check(full.metric(infra) - n0 == 3, "after 3 attempts", c)
+        used = tmpfs_usage(full.cache_dir)
+        check(used - base < (1 << 20), "no partial input left behind "
+              "(%d bytes more than at start)" % (used - base), c)
+        # 2. Both workers, the full one first in line (it joined last): the
+        # retry goes to the other one, the failed action was not cached.
+        full.stop()
+        roomy.start()
+        full.start()
+        n0 = full.metric(infra)
+        r = c.client.execute(dg, timeout=60)
+        ok(r, c, "retried on the worker with room")
+        check(r.result.execution_metadata.worker == roomy.id and
+              c.client.output_file(r.result, "o").strip() ==
+              b"%d" % len(big), "ran on %s" %
+              r.result.execution_metadata.worker, c)
+        check(full.metric(infra) == n0 + 1,
+              "one attempt failed on the full worker, the retry went "
+              "elsewhere (%d failures)" % (full.metric(infra) - n0), c)
+        # 3. The full worker still runs what fits.
+        roomy.stop()
+        dg2, _ = c.client.make_action([SH, "-c", "cat s > o"],
+                                      Tree({"s": b"small\n"}),
+                                      outputs=["o"])
+        r = c.client.execute(dg2, timeout=60)
+        ok(r, c, "small action on the full worker")
+        check(r.result.execution_metadata.worker == full.id and
+              c.client.output_file(r.result, "o") == b"small\n",
+              "ran on %s" % r.result.execution_metadata.worker, c)
+    finally:
+        full.stop()
+        subprocess.run(["umount", "-l", full.cache_dir])
+
+
 CASES = {
     "early_link": (case_early_link, {}),
     "jobserver": (case_jobserver, {"nworkers": 1,
@@ -624,6 +689,7 @@ CASES = {
     "worker_stop": (case_worker_stop, {}),
     "sched_restart": (case_sched_restart, {}),
     "cas_failure": (case_cas_failure, {}),
+    "worker_disk_full": (case_worker_disk_full, {}),
     "orphan": (case_orphan, {"nworkers": 1,
                              "sched_extra": ["--orphan-timeout", "1"]}),
 }
