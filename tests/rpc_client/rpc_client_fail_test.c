@@ -189,29 +189,36 @@ static void test_errors(void) {
   rpct_server_stop();
 }
 
-static void test_deadline(void) {
-  rpc_client *c = rpct_client_for(rpct_server_start(0), NULL);
+/* One unary call with a u32 argument (for Slow: milliseconds to sleep);
+ * prints and returns its wall time. st receives the status (caller clears
+ * it); the response is dropped. */
+static int64_t timed_unary(rpc_client *c, const char *what, const char *path,
+                           uint32_t arg, int64_t timeout_ms, rpc_status *st) {
   uint8_t req[4], *resp = NULL;
   size_t rlen;
-  rpc_status st = {0};
-  int64_t t0, el;
+  int64_t t0 = rpct_now_ms(), el;
 
-  rpct_put32(req, 5000);
-  t0 = rpct_now_ms();
-  CHECK(rpc_client_unary(c, "/test.Echo/Slow", req, 4, 300, &resp, &rlen,
-                         &st) == 0);
+  rpct_put32(req, arg);
+  CHECK(rpc_client_unary(c, path, req, 4, timeout_ms, &resp, &rlen, st) == 0);
   el = rpct_now_ms() - t0;
-  fprintf(stderr, "deadline: %s after %lld ms (%s)\n", rpc_code_name(st.code),
-          (long long)el, st.message ? st.message : "");
+  fprintf(stderr, "%s: %s after %lld ms (%s)\n", what, rpc_code_name(st->code),
+          (long long)el, st->message ? st->message : "");
+  free(resp);
+  return el;
+}
+
+static void test_deadline(void) {
+  rpc_client *c = rpct_client_for(rpct_server_start(0), NULL);
+  rpc_status st = {0};
+  int64_t el;
+
+  el = timed_unary(c, "deadline", "/test.Echo/Slow", 5000, 300, &st);
   CHECK_CODE(&st, RPC_DEADLINE_EXCEEDED);
   CHECK(el >= 250 && el < 1500);
   rpc_status_clear(&st);
   /* Same client, next call fine. */
-  rpct_put32(req, 10);
-  CHECK(rpc_client_unary(c, "/test.Echo/Slow", req, 4, 5000, &resp, &rlen,
-                         &st) == 0);
+  timed_unary(c, "next", "/test.Echo/Slow", 10, 5000, &st);
   CHECK_CODE(&st, RPC_OK);
-  free(resp);
   rpc_status_clear(&st);
   rpc_client_free(c);
   rpct_server_stop();
@@ -224,22 +231,15 @@ static void test_idle(void) {
   rpc_client_opts o = {0};
   rpc_client *c;
   rpc_stream *s = NULL;
-  uint8_t req[4], *resp = NULL;
-  size_t rlen;
+  uint8_t req[4];
   rpc_status st = {0};
-  int64_t t0, el;
+  int64_t el;
   int n[40] = {0};
   rpc_stream_cbs cbs = {NULL, NULL, rpct_count_done};
 
   o.idle_timeout_ms = 1000;
   c = rpct_client_for(rpct_server_start(0), &o);
-  rpct_put32(req, 8000);
-  t0 = rpct_now_ms();
-  CHECK(rpc_client_unary(c, "/test.Echo/Slow", req, 4, 20000, &resp, &rlen,
-                         &st) == 0);
-  el = rpct_now_ms() - t0;
-  fprintf(stderr, "idle: %s after %lld ms (%s)\n", rpc_code_name(st.code),
-          (long long)el, st.message ? st.message : "");
+  el = timed_unary(c, "idle", "/test.Echo/Slow", 8000, 20000, &st);
   CHECK_CODE(&st, RPC_UNAVAILABLE);
   CHECK(st.message && strstr(st.message, "not responding") != NULL);
   CHECK(el >= 900 && el < 5000);
@@ -255,29 +255,19 @@ static void test_idle(void) {
   CHECK(n[10 + RPC_OK] == 1);
 
   /* Answers within the idle timeout pass, on the same client. */
-  rpct_put32(req, 300);
-  CHECK(rpc_client_unary(c, "/test.Echo/Slow", req, 4, 20000, &resp, &rlen,
-                         &st) == 0);
+  timed_unary(c, "in time", "/test.Echo/Slow", 300, 20000, &st);
   CHECK_CODE(&st, RPC_OK);
-  free(resp);
   rpc_status_clear(&st);
 
   /* A frozen server: the connection is open, nothing answers. */
   CHECK(rpct_server_signal(SIGSTOP) == 0);
-  t0 = rpct_now_ms();
-  CHECK(rpc_client_unary(c, "/test.Echo/Unary", req, 4, 20000, &resp, &rlen,
-                         &st) == 0);
-  el = rpct_now_ms() - t0;
-  fprintf(stderr, "frozen: %s after %lld ms (%s)\n", rpc_code_name(st.code),
-          (long long)el, st.message ? st.message : "");
+  el = timed_unary(c, "frozen", "/test.Echo/Unary", 0, 20000, &st);
   CHECK_CODE(&st, RPC_UNAVAILABLE);
   CHECK(el < 5000);
   rpc_status_clear(&st);
   CHECK(rpct_server_signal(SIGCONT) == 0);
-  CHECK(rpc_client_unary(c, "/test.Echo/Unary", req, 4, 5000, &resp, &rlen,
-                         &st) == 0);
+  timed_unary(c, "thawed", "/test.Echo/Unary", 0, 5000, &st);
   CHECK_CODE(&st, RPC_OK);
-  free(resp);
   rpc_status_clear(&st);
   rpc_client_free(c);
   rpct_server_stop();
