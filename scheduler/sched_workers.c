@@ -144,26 +144,30 @@ void sched_worker_gone(sched *s, sched_worker *w, const char *reason) {
   sched_dispatch(s);
 }
 
-/* The matching worker with the most free slots; the one op's last attempt
- * failed on only when no other can take it now (its disk may be full, its
- * CAS link broken: another worker may well succeed). */
+/* The matching worker with the most free slots, or NULL to wait. The
+ * worker op's last attempt failed on (its disk may be full, its CAS link
+ * broken) is used only when no other matching worker is connected: while
+ * one is, the op waits for it, busy or not. */
 static sched_worker *pick_worker(sched *s, const sched_op *op) {
   sched_worker *w, *best = NULL, *avoided = NULL;
-  int best_free = 0;
+  int best_free = 0, others = 0;
 
   for (w = s->workers; w; w = w->next) {
     int fr = w->slots - w->busy;
-    if (!w->call || fr <= 0 ||
-        !sched_platform_subset(&op->platform, &w->platform))
+    if (!w->call || !sched_platform_subset(&op->platform, &w->platform))
       continue;
-    if (op->avoid_worker && w->serial == op->avoid_worker)
-      avoided = w;
-    else if (fr > best_free) {
+    if (op->avoid_worker && w->serial == op->avoid_worker) {
+      if (fr > 0)
+        avoided = w;
+      continue;
+    }
+    others = 1;
+    if (fr > best_free) {
       best = w;
       best_free = fr;
     }
   }
-  return best ? best : avoided;
+  return best ? best : others ? NULL : avoided;
 }
 
 static int can_run(sched_op *op, void *ctx) {

@@ -656,6 +656,37 @@ def case_worker_disk_full(c):
         check(full.metric(infra) == n0 + 1,
               "one attempt failed on the full worker, the retry went "
               "elsewhere (%d failures)" % (full.metric(infra) - n0), c)
+        # 2b. The same with the other worker busy (both its slots): the
+        # retry waits for it rather than going back to the full worker.
+        full.stop()
+        sleeps = [c.client.make_action([SH, "-c", "sleep 3; echo %d > o" % i],
+                                       outputs=["o"])[0] for i in range(2)]
+        box = {}
+        ths = [threading.Thread(target=lambda i=i: box.update(
+            {i: c.client.execute(sleeps[i], timeout=60)})) for i in range(2)]
+        for t in ths:
+            t.start()
+        deadline = time.time() + 10
+        while roomy.metric("distbuild_worker_busy_slots") < 2 and \
+                time.time() < deadline:
+            time.sleep(0.05)
+        check(roomy.metric("distbuild_worker_busy_slots") == 2,
+              "the other worker is busy", c)
+        full.start()
+        n0 = full.metric(infra)
+        big2 = os.urandom(6 << 20)
+        dg3, _ = c.client.make_action(["/bin/sh", "-c", "wc -c < big > o"],
+                                      Tree({"big": big2}), outputs=["o"])
+        r = c.client.execute(dg3, timeout=60)
+        for t in ths:
+            t.join()
+        ok(r, c, "retried on the busy worker once it was free")
+        check(r.result.execution_metadata.worker == roomy.id,
+              "ran on %s" % r.result.execution_metadata.worker, c)
+        check(full.metric(infra) == n0 + 1, "the full worker was tried "
+              "once (%d failures)" % (full.metric(infra) - n0), c)
+        check(all(box[i].status.code == 0 for i in range(2)),
+              "the sleepers finished", c)
         # 3. The full worker still runs what fits.
         roomy.stop()
         dg2, _ = c.client.make_action([SH, "-c", "cat s > o"],
