@@ -272,8 +272,12 @@ def case_exec(c):
     assert all(r.cached_result for r in res), [r.cached_result for r in res]
 
 
-def start_on_a_worker(c, dg):
-    """Execute dg in a thread; return (thread, box, worker running it)."""
+def start_on_a_worker(c):
+    """Execute a 4 s action (output "o": "done") in a thread; return (its
+    digest, the thread, the box its result lands in, the worker running
+    it)."""
+    dg, _ = c.client.make_action([SH, "-c", "sleep 4; echo done > o"],
+                                 outputs=["o"])
     box = {}
     th = threading.Thread(target=lambda: box.update(
         r=c.client.execute(dg, timeout=120)))
@@ -282,7 +286,7 @@ def start_on_a_worker(c, dg):
     while time.time() < deadline:
         for w in c.workers:
             if c.metric(w, 6001, "distbuild_worker_busy_slots") > 0:
-                return th, box, w
+                return dg, th, box, w
         time.sleep(0.1)
     raise AssertionError("no worker picked the action up\n" + c.dump())
 
@@ -303,9 +307,7 @@ def finished_elsewhere(c, th, box, victim, what):
 
 def case_worker_kill(c):
     """`docker kill` the worker running an action: it is requeued."""
-    dg, _ = c.client.make_action([SH, "-c", "sleep 4; echo done > o"],
-                                 outputs=["o"])
-    th, box, victim = start_on_a_worker(c, dg)
+    _, th, box, victim = start_on_a_worker(c)
     docker("kill", victim)
     log("killed %s mid-action" % victim)
     finished_elsewhere(c, th, box, victim, "after docker kill")
@@ -344,9 +346,7 @@ def case_worker_pause(c):
     stalls with its TCP connection open. The scheduler requeues the action
     after the missed heartbeats; when the worker thaws, its late result
     for the dead lease is refused and it joins again."""
-    dg, _ = c.client.make_action([SH, "-c", "sleep 4; echo done > o"],
-                                 outputs=["o"])
-    th, box, victim = start_on_a_worker(c, dg)
+    dg, th, box, victim = start_on_a_worker(c)
     docker("pause", victim)
     log("paused %s mid-action" % victim)
     try:
@@ -368,9 +368,7 @@ def case_worker_partition(c):
     """`docker network disconnect` cuts the worker running an action off
     the network: the action is requeued, and once the network is back the
     worker finds its session gone and joins again."""
-    dg, _ = c.client.make_action([SH, "-c", "sleep 4; echo done > o"],
-                                 outputs=["o"])
-    th, box, victim = start_on_a_worker(c, dg)
+    _, th, box, victim = start_on_a_worker(c)
     docker("network", "disconnect", c.net, victim)
     log("cut %s off mid-action" % victim)
     try:
