@@ -141,7 +141,7 @@ int sched_new(struct event_base *base, rpc_server *srv, cas_store *store,
       sched_map_new(&s->leases) || sched_map_new(&s->trees) ||
       sched_queue_init(&s->q))
     goto fail;
-  s->last_tick_ms = s->workerless_ms = rpc_now_ms();
+  s->last_tick_ms = s->started_ms = rpc_now_ms();
   s->tick = event_new(base, -1, EV_PERSIST, on_tick, s);
   if (!s->tick || event_add(s->tick, &tv))
     goto fail;
@@ -179,6 +179,8 @@ void sched_free(sched *s) {
   if (s->tick)
     event_free(s->tick);
   sched_workers_free(s);
+  for (size_t i = 0; i < s->n_departed; i++)
+    sched_platform_clear(&s->departed[i].platform);
   sched_queue_clear(&s->q);
   if (s->ops)
     sched_map_sweep(s->ops, free_op, NULL);

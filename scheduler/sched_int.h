@@ -62,6 +62,9 @@ int sched_platform_subset(const sched_platform *want,
 /* "k=v,k2=v2" ("(empty)" for none) into buf. */
 void sched_platform_str(const sched_platform *p, char *buf, size_t len);
 
+/* Distinct platforms of departed workers remembered (sched.departed). */
+#define SCHED_DEPARTED_MAX 64
+
 /* ---- operations ---- */
 typedef struct sched_op sched_op;
 typedef struct sched_inv sched_inv;
@@ -186,8 +189,16 @@ struct sched {
   size_t n_done;
   struct event *tick;
   int64_t last_keepalive_ms;
-  int64_t last_tick_ms;     /* to notice a loop that did not run */
-  int64_t workerless_ms;    /* since when no worker is connected; 0 if any */
+  int64_t last_tick_ms; /* to notice a loop that did not run */
+  int64_t started_ms;   /* when this scheduler started */
+  /* The distinct platforms of workers that left within the queue timeout,
+   * with the time the last of each left: an unmatched action waits only
+   * while one of them may come back (sched_tick.c). Platforms owned. */
+  struct {
+    sched_platform platform;
+    int64_t left_ms;
+  } departed[SCHED_DEPARTED_MAX];
+  size_t n_departed;
   int64_t last_progress_ms; /* last periodic re-send to watchers */
   int orphans;              /* some op may have lost its last watcher */
   int64_t last_orphan_scan_ms;

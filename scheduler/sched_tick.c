@@ -36,14 +36,21 @@ static int any_worker_matches(sched *s, const sched_op *op) {
   return 0;
 }
 
-/* No worker at all for the queue timeout: a new action fails at once
- * instead of waiting the timeout out again, as Buildbarn drops a platform
- * queue that no worker has served for a while. A build then compiles
- * locally at full speed (cache hits still work), and actions queued when
- * the last worker left still get the whole timeout for it to come back. */
-static int workerless_too_long(const sched *s, int64_t now) {
-  return s->n_workers == 0 && s->workerless_ms &&
-         now - s->workerless_ms >= s->o.queue_timeout_ms;
+/* No worker that could run op has been connected for the queue timeout
+ * (counted from the scheduler's start or from the last such worker
+ * leaving): the action fails at once instead of waiting the timeout out
+ * again, as Buildbarn drops a platform queue that no worker has served for
+ * a while. A build then compiles locally at full speed: no worker at all,
+ * or workers of another kind only (another CPU for -C target-cpu=native).
+ * Actions whose worker just left still get the whole timeout for it to
+ * come back. */
+static int unmatched_too_long(const sched *s, const sched_op *op, int64_t now) {
+  int64_t since = s->started_ms;
+  for (size_t i = 0; i < s->n_departed; i++)
+    if (s->departed[i].left_ms > since &&
+        sched_platform_subset(&op->platform, &s->departed[i].platform))
+      since = s->departed[i].left_ms;
+  return now - since >= s->o.queue_timeout_ms;
 }
 
 static void scan_op(sched_op *op, void *ctx) {
@@ -60,7 +67,7 @@ static void scan_op(sched_op *op, void *ctx) {
   if (!op->unmatched_since)
     op->unmatched_since = qs->now;
   if (qs->now - op->unmatched_since < qs->s->o.queue_timeout_ms &&
-      !workerless_too_long(qs->s, qs->now))
+      !unmatched_too_long(qs->s, op, qs->now))
     return;
   if (qs->n == qs->cap) {
     size_t cap = qs->cap ? qs->cap * 2 : 16;
@@ -223,7 +230,7 @@ void sched_tick(sched *s, int64_t now) {
     else
       sched_op_fail(s, op, RPC_FAILED_PRECONDITION,
                     "no connected worker matches the action platform %s "
-                    "(waited %.1fs)",
+                    "(none has for %.1fs)",
                     plat, (double)s->o.queue_timeout_ms / 1000.0);
   }
   free(qs.expired);

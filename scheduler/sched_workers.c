@@ -112,6 +112,41 @@ void sched_lease_lost(sched *s, sched_lease *l, const char *reason) {
   sched_op_notify(s, op);
 }
 
+/* Remember that a worker of this platform left just now (takes the
+ * platform over). Entries older than the queue timeout are dropped; when
+ * every slot holds a recent one, the oldest goes. */
+static void remember_departed(sched *s, sched_platform *p) {
+  int64_t now = rpc_now_ms();
+  size_t i, j, oldest = 0;
+
+  for (i = j = 0; i < s->n_departed; i++) {
+    if (now - s->departed[i].left_ms >= s->o.queue_timeout_ms) {
+      sched_platform_clear(&s->departed[i].platform);
+      continue;
+    }
+    s->departed[j++] = s->departed[i];
+  }
+  s->n_departed = j;
+  for (i = 0; i < s->n_departed; i++)
+    if (sched_platform_subset(p, &s->departed[i].platform) &&
+        sched_platform_subset(&s->departed[i].platform, p)) {
+      s->departed[i].left_ms = now;
+      sched_platform_clear(p);
+      return;
+    }
+  if (s->n_departed == SCHED_DEPARTED_MAX) {
+    for (i = 1; i < s->n_departed; i++)
+      if (s->departed[i].left_ms < s->departed[oldest].left_ms)
+        oldest = i;
+    sched_platform_clear(&s->departed[oldest].platform);
+    s->departed[oldest] = s->departed[--s->n_departed];
+  }
+  s->departed[s->n_departed].platform = *p;
+  s->departed[s->n_departed++].left_ms = now;
+  p->n = 0;
+  p->p = NULL;
+}
+
 /* End a worker session: requeue its leases, free it. */
 void sched_worker_gone(sched *s, sched_worker *w, const char *reason) {
   int n = 0;
@@ -129,15 +164,13 @@ void sched_worker_gone(sched *s, sched_worker *w, const char *reason) {
     w->next->prev = w->prev;
   s->n_workers--;
   s->workers_gen++;
-  if (s->n_workers == 0)
-    s->workerless_ms = rpc_now_ms();
   while (w->leases) {
     sched_lease_lost(s, w->leases, reason);
     n++;
   }
   DB_INFO("sched", "worker left: %s (%s); %d action%s requeued or failed",
           w->id, reason, n, n == 1 ? "" : "s");
-  sched_platform_clear(&w->platform);
+  remember_departed(s, &w->platform);
   free(w->id);
   free(w->session);
   free(w);
@@ -330,7 +363,6 @@ static void connect_on_message(rpc_call *call, const uint8_t *msg, size_t len) {
   s->workers = w;
   s->n_workers++;
   s->workers_gen++;
-  s->workerless_ms = 0;
   sched_platform_str(&w->platform, plat, sizeof(plat));
   DB_INFO("sched", "worker joined: %s (%d slot%s, platform %s%s%s)", w->id,
           w->slots, w->slots == 1 ? "" : "s", plat,

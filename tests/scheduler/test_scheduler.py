@@ -26,6 +26,7 @@ class SchedTestBase(unittest.TestCase):
     def setUp(self):
         self.sched = h.Scheduler(BINARY, self.extra)
         self.before_start()
+        self.started = time.time()
         self.target = self.sched.start()
         self.client = h.Client(self.target)
         self.workers = []
@@ -432,6 +433,9 @@ class ValidationTest(SchedTestBase):
 
 class WorkerTest(SchedTestBase):
     def test_platform_mismatch_bounded_wait(self):
+        # Just started: a worker of that platform may still join, so the
+        # action waits until the scheduler has been up for the queue
+        # timeout (1 s), then fails.
         self.worker(plat=h.platform(OSFamily="linux"))
         d, _ = self.client.make_action(
             action_plat=h.platform(OSFamily="windows"))
@@ -440,8 +444,42 @@ class WorkerTest(SchedTestBase):
         took = time.time() - t0
         self.assertEqual(r.status.code, 9)  # FAILED_PRECONDITION
         self.assertIn("OSFamily=windows", r.status.message)
-        self.assertGreaterEqual(took, 0.9)
+        self.assertGreaterEqual(took + (t0 - self.started), 0.9)
         self.assertLess(took, 5)
+
+    def test_long_unmatched_platform_fails_at_once(self):
+        # Workers are connected, but none of this platform has been for the
+        # queue timeout (a -C target-cpu=native action from a client whose
+        # CPU no worker has): fail at once, not after another timeout.
+        w = self.worker(plat=h.platform(OSFamily="linux", cpu="a"))
+        time.sleep(1.2)
+        d, _ = self.client.make_action(
+            salt="b", action_plat=h.platform(OSFamily="linux", cpu="b"))
+        t = time.time()
+        r = h.response_of(self.client.execute(d)[-1])
+        self.assertLess(time.time() - t, 0.6)
+        self.assertEqual(r.status.code, 9)
+        self.assertIn("cpu=b", r.status.message)
+        # Actions the connected worker matches still run.
+        d, _ = self.client.make_action(
+            salt="a", action_plat=h.platform(OSFamily="linux", cpu="a"))
+        self.assertEqual(h.response_of(self.client.execute(d)[-1])
+                         .status.code, 0)
+        self.assertEqual(len(w.assignments), 1)
+        # A worker of platform b that has just left may come back: an
+        # action for b waits for it (and runs when it does).
+        wb = self.worker("wb", plat=h.platform(OSFamily="linux", cpu="b"))
+        wb.drop()
+        self.wait_for(lambda: self.sched.metric(
+            "distbuild_scheduler_workers") == 1, what="wb to leave")
+        d, _ = self.client.make_action(
+            salt="b2", action_plat=h.platform(OSFamily="linux", cpu="b"))
+        call = self.client.execute_call(d)
+        time.sleep(0.5)
+        wb2 = self.worker("wb2", plat=h.platform(OSFamily="linux", cpu="b"))
+        ops = [h.operations_pb2.Operation.FromString(m) for m in call]
+        self.assertEqual(h.response_of(ops[-1]).status.code, 0)
+        self.assertEqual(len(wb2.assignments), 1)
 
     def test_command_platform_fallback_matches(self):
         w = self.worker(plat=h.platform(OSFamily="linux", arch="x86_64"))
