@@ -9,6 +9,7 @@
 
 #include "db_err.h"
 #include "db_log.h"
+#include "reapi_host.h"
 #include "sandbox.h"
 #include "worker.h"
 #include "worker_cli.h"
@@ -49,7 +50,8 @@ static void usage(FILE *f) {
           "  --jobs N              jobserver tokens the actions' compilers\n"
           "                        share (default: CPUs; 0 = none)\n"
           "  --platform K=V        platform property (repeatable; defaults\n"
-          "                        OSFamily=linux ISA=x86-64)\n"
+          "                        OSFamily=linux, ISA of this machine,\n"
+          "                        host-cpu=<this CPU's identity>)\n"
           "  --cache-dir DIR       local cache (default .distbuild/worker-ID)\n"
           "  --cache-size SIZE     file-cache budget, e.g. 10G (default 10G)\n"
           "  --tree-cache-size SIZE tree-cache budget (default: cache size)\n"
@@ -107,7 +109,7 @@ static int cmd_run(int argc, char **argv) {
   worker_config cfg;
   const char **plat = NULL, **prefixes = NULL;
   size_t nplat = 0, nprefixes = 0;
-  char cache_dir[1024], err[512];
+  char cache_dir[1024], err[512], isa_prop[96], cpu_prop[160];
   struct sigaction sa;
   int rv = 2;
 
@@ -213,8 +215,29 @@ static int cmd_run(int argc, char **argv) {
   cfg.cache_dir = cache_dir;
   if (!has_key(plat, nplat, "OSFamily"))
     push(&plat, &nplat, "OSFamily=linux");
-  if (!has_key(plat, nplat, "ISA"))
-    push(&plat, &nplat, "ISA=x86-64");
+  if (!has_key(plat, nplat, REAPI_HOST_ISA_KEY)) {
+    char isa[64] = "x86-64";
+    if (reapi_host_isa(isa, sizeof(isa)) != 0)
+      DB_WARN("worker", "cannot tell this machine's ISA; assuming x86-64");
+    snprintf(isa_prop, sizeof(isa_prop), "%s=%s", REAPI_HOST_ISA_KEY, isa);
+    push(&plat, &nplat, isa_prop);
+  }
+  /* Actions compiled with -C target-cpu=native ask for the client's CPU
+   * (reapi_host.h): advertise ours so that only those of this CPU come
+   * here. */
+  if (!has_key(plat, nplat, REAPI_HOST_CPU_KEY)) {
+    char cpu[128];
+    int crv = reapi_host_cpu(cpu, sizeof(cpu));
+    if (crv == 0) {
+      snprintf(cpu_prop, sizeof(cpu_prop), "%s=%s", REAPI_HOST_CPU_KEY, cpu);
+      push(&plat, &nplat, cpu_prop);
+    } else {
+      DB_WARN("worker",
+              "cannot identify this CPU (%s): no action built for "
+              "-C target-cpu=native will run here",
+              db_strerror(crv));
+    }
+  }
   if (!plat) {
     rv = 1;
     goto out;

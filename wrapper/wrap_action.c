@@ -12,6 +12,7 @@
 
 #include "db_err.h"
 #include "db_log.h"
+#include "reapi_host.h"
 #include "reapi_pb.h"
 #include "wrap_hash.h"
 #include "wrap_state.h"
@@ -335,12 +336,15 @@ static int compute_root(builder *b, const char **reason) {
   return 0;
 }
 
-static int pack_command(builder *b, const wrap_strv *names) {
+static int pack_command(builder *b, const wrap_strv *names,
+                        const char **reason) {
   wrap_action *act = b->act;
   PbCommand cmd = BUILD__BAZEL__REMOTE__EXECUTION__V2__COMMAND__INIT;
   PbPlatform plat = BUILD__BAZEL__REMOTE__EXECUTION__V2__PLATFORM__INIT;
   PbPlatform aplat = BUILD__BAZEL__REMOTE__EXECUTION__V2__PLATFORM__INIT;
-  PbProperty props[3], *pp[3];
+  PbProperty props[4], *pp[4], *app[3];
+  char isa[64], cpu[128];
+  size_t np = 3, nap = 2;
   PbEnvVar *ev = NULL, **evp = NULL;
   wrap_strv argv = {0}, outs = {0};
   char *rustc = NULL;
@@ -348,8 +352,22 @@ static int pack_command(builder *b, const wrap_strv *names) {
   PbAction pa = BUILD__BAZEL__REMOTE__EXECUTION__V2__ACTION__INIT;
   PbDigest cd = BUILD__BAZEL__REMOTE__EXECUTION__V2__DIGEST__INIT;
   PbDigest rd = BUILD__BAZEL__REMOTE__EXECUTION__V2__DIGEST__INIT;
-  const char *pn[3] = {"ISA", "OSFamily", "exec-root-path"};
-  const char *pv[3] = {"x86-64", "linux", act->exec_root};
+  /* Sorted by name, as REAPI wants platform properties. */
+  const char *pn[4] = {REAPI_HOST_ISA_KEY, "OSFamily", "exec-root-path",
+                       REAPI_HOST_CPU_KEY};
+  const char *pv[4] = {isa, "linux", act->exec_root, cpu};
+
+  rv = reapi_host_isa(isa, sizeof(isa));
+  if (rv == 0 && b->a->native_cpu) {
+    /* -C target-cpu=native compiles for the CPU rustc runs on: key the
+     * action by ours, and let only a worker with the same CPU run it. */
+    np = 4;
+    rv = reapi_host_cpu(cpu, sizeof(cpu));
+    if (rv != 0)
+      *reason = "-C target-cpu=native on a CPU the wrapper cannot identify";
+  }
+  if (rv != 0)
+    goto out;
 
   /* REAPI output paths are relative to the working directory and cannot
    * climb out of it. When an output lies outside rustc's working
@@ -399,7 +417,7 @@ static int pack_command(builder *b, const wrap_strv *names) {
     ev[i].value = (char *)wrap_env_get(b->envp, names->v[i]);
     evp[i] = &ev[i];
   }
-  for (int i = 0; i < 3; i++) {
+  for (size_t i = 0; i < np; i++) {
     PbProperty init =
         BUILD__BAZEL__REMOTE__EXECUTION__V2__PLATFORM__PROPERTY__INIT;
     props[i] = init;
@@ -407,7 +425,7 @@ static int pack_command(builder *b, const wrap_strv *names) {
     props[i].value = (char *)pv[i];
     pp[i] = &props[i];
   }
-  plat.n_properties = 3;
+  plat.n_properties = np;
   plat.properties = pp;
   cmd.n_arguments = argv.n;
   cmd.arguments = argv.v;
@@ -431,11 +449,15 @@ static int pack_command(builder *b, const wrap_strv *names) {
   pa.command_digest = &cd;
   pa.input_root_digest = &rd;
   /* The Action's platform is what the scheduler matches workers on, so it
-   * carries only OSFamily and ISA; exec-root-path rides in the Command's
-   * platform (which the worker reads too) and still keys the action
-   * through the Command digest. */
-  aplat.n_properties = 2;
-  aplat.properties = pp;
+   * carries only OSFamily, ISA and host-cpu; exec-root-path rides in the
+   * Command's platform (which the worker reads too) and still keys the
+   * action through the Command digest. */
+  app[0] = pp[0];
+  app[1] = pp[1];
+  if (np == 4)
+    app[nap++] = pp[3];
+  aplat.n_properties = nap;
+  aplat.properties = app;
   pa.platform = &aplat;
   rv = reapi_pb_pack(&pa.base, &act->action, &act->action_len);
   if (rv == 0)
@@ -551,7 +573,7 @@ static int build(builder *b, wrap_dcache *dc, const wrap_strv *extra_env,
   }
   rv = build_env(b, extra_env, &names);
   if (rv == 0)
-    rv = pack_command(b, &names);
+    rv = pack_command(b, &names, reason);
   if (rv == 0) {
     act->env_names = names;
     names = (wrap_strv){0};

@@ -15,8 +15,9 @@
  * allowed (the sandbox provides its own /proc, /dev, /tmp and system
  * libraries), so when the only common ancestor is "/" the call runs
  * locally and the reason names the two paths. Input-root paths are
- * relative to the exec root. The Action's platform carries OSFamily=linux
- * and ISA=x86-64 (what the scheduler matches workers on); exec-root-path
+ * relative to the exec root. The Action's platform carries OSFamily=linux,
+ * ISA (this machine's, reapi_host.h) and, for -C target-cpu=native,
+ * host-cpu (what the scheduler matches workers on); exec-root-path
  * goes in the Command's platform, which the worker reads as well, so it
  * still keys the action through the Command digest. Outputs are relative
  * to the working directory (REAPI); when --out-dir is not below rustc's

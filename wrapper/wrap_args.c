@@ -138,6 +138,9 @@ static int parse_codegen(wrap_args *a, const char *v) {
     a->has_incremental = 1;
   else if (strncmp(v, "save-temps", 10) == 0)
     a->save_temps = 1;
+  else if (strncmp(v, "target-cpu=", 11) == 0 ||
+           strncmp(v, "target_cpu=", 11) == 0)
+    a->native_cpu = strcmp(v + 11, "native") == 0; /* the last one wins */
   return 0;
 }
 

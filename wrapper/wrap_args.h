@@ -47,6 +47,7 @@ typedef struct wrap_args {
   int has_incremental;
   int has_native_libs; /* -l */
   int save_temps;
+  int native_cpu; /* -C target-cpu=native: the output depends on the CPU */
   wrap_extern *externs;
   size_t n_externs;
   wrap_libdir *libdirs;

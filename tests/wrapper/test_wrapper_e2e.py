@@ -56,7 +56,7 @@ class Cluster:
         self.procs = {}
         self.port = None
 
-    def start_scheduler(self, port=0):
+    def start_scheduler(self, port=0, extra=()):
         d = os.path.join(self.base, "sched")
         os.makedirs(d, exist_ok=True)
         pf = os.path.join(d, "port")
@@ -66,7 +66,7 @@ class Cluster:
         self.procs["sched"] = subprocess.Popen(
             [self.bin, "scheduler", "run", "--listen", "127.0.0.1:%d" % port,
              "--port-file", pf, "--cas-dir", os.path.join(d, "cas"),
-             "--http-listen", "off"], stdout=log, stderr=log)
+             "--http-listen", "off"] + list(extra), stdout=log, stderr=log)
         for _ in range(100):
             if os.path.exists(pf) and open(pf).read().strip():
                 break

@@ -178,6 +178,73 @@ static void test_args_extern_forms(void **state) {
   wrap_args_free(a);
 }
 
+/* -C target-cpu=native in each spelling rustc accepts; the last
+ * target-cpu wins, as in rustc. */
+static int native_of(int argc, char **argv) {
+  wrap_args *a = NULL;
+  int n;
+  assert_int_equal(wrap_args_parse(argc, argv, "/w", &a), 0);
+  n = a->native_cpu;
+  assert_null(wrap_args_local_reason(a)); /* still distributable */
+  wrap_args_free(a);
+  return n;
+}
+
+static void test_args_native_cpu(void **state) {
+  char *sep[] = {"rustc",       "--crate-name",     "a",
+                 "src/lib.rs",  "--crate-type",     "lib",
+                 "--emit=link", "--out-dir",        "o",
+                 "-C",          "target-cpu=native"};
+  char *joined[] = {"rustc",
+                    "--crate-name",
+                    "a",
+                    "src/lib.rs",
+                    "--crate-type",
+                    "lib",
+                    "--emit=link",
+                    "--out-dir",
+                    "o",
+                    "-Ctarget-cpu=native"};
+  char *lng[] = {"rustc",
+                 "--crate-name",
+                 "a",
+                 "src/lib.rs",
+                 "--crate-type",
+                 "lib",
+                 "--emit=link",
+                 "--out-dir",
+                 "o",
+                 "--codegen=target_cpu=native"};
+  char *later[] = {"rustc",
+                   "--crate-name",
+                   "a",
+                   "src/lib.rs",
+                   "--crate-type",
+                   "lib",
+                   "--emit=link",
+                   "--out-dir",
+                   "o",
+                   "-Ctarget-cpu=native",
+                   "-C",
+                   "target-cpu=x86-64"};
+  char *named[] = {"rustc",
+                   "--crate-name",
+                   "a",
+                   "src/lib.rs",
+                   "--crate-type",
+                   "lib",
+                   "--emit=link",
+                   "--out-dir",
+                   "o",
+                   "-Ctarget-cpu=znver3"};
+  (void)state;
+  assert_int_equal(native_of(11, sep), 1);
+  assert_int_equal(native_of(10, joined), 1);
+  assert_int_equal(native_of(10, lng), 1);
+  assert_int_equal(native_of(12, later), 0);
+  assert_int_equal(native_of(10, named), 0);
+}
+
 static void test_paths(void **state) {
   char *p;
   char buf[64];
@@ -706,6 +773,7 @@ int main(void) {
       cmocka_unit_test(test_args_lib),
       cmocka_unit_test(test_args_local),
       cmocka_unit_test(test_args_extern_forms),
+      cmocka_unit_test(test_args_native_cpu),
       cmocka_unit_test(test_paths),
       cmocka_unit_test(test_tree_canonical),
       cmocka_unit_test(test_tree_from_disk),
