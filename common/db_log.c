@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 static int g_level = -2; /* -2: not initialised yet */
+static int g_fd = STDERR_FILENO;
 
 static int level_from_env(void) {
   const char *s = getenv("CARGO_DISTBUILD_LOG");
@@ -30,6 +31,10 @@ void db_log_set_level(int level) {
 
 void db_log_reset_level(void) {
   g_level = -2;
+}
+
+void db_log_set_fd(int fd) {
+  g_fd = fd;
 }
 
 int db_log_level(void) {
@@ -63,7 +68,7 @@ void db_log(int level, const char *component, const char *fmt, ...) {
     n += (size_t)r < sizeof(line) - n - 1 ? (size_t)r : sizeof(line) - n - 2;
   line[n++] = '\n';
   /* One write(2) so concurrent lines do not interleave. */
-  if (write(STDERR_FILENO, line, n) < 0) {
+  if (write(g_fd, line, n) < 0) {
     /* Nothing sensible to do if stderr is gone. */
   }
 }

@@ -1,5 +1,5 @@
 /*
- * Minimal leveled logging to stderr, one line per event.
+ * Minimal leveled logging to stderr (or db_log_set_fd), one line per event.
  *
  * The level comes from CARGO_DISTBUILD_LOG (quiet|error|warn|info|debug),
  * read once on first use; the default is info.
@@ -17,6 +17,9 @@ int db_log_level(void);
 /* Forget the level, so the next call reads CARGO_DISTBUILD_LOG again (for
  * a forked child that was handed a different environment). */
 void db_log_reset_level(void);
+
+/* Write log lines to fd (borrowed; default STDERR_FILENO). */
+void db_log_set_fd(int fd);
 
 /* Log a printf-style message tagged with a component name ("cas", ...).
  * Thread-safe: each call writes one line with a single write(2). */

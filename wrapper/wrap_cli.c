@@ -76,7 +76,7 @@ int wrap_cli_build(int argc, char **argv) {
   char *wrapper = NULL, *stats_path = NULL, *id = NULL, *cache = NULL;
   const char *cs = getenv("CARGO_DISTBUILD_CLIENT_SERVER");
   const char *cargo = getenv("CARGO");
-  int workspace_only = 0, i = 1, code = 1;
+  int workspace_only = 0, i = 1, code = 1, progress = -1;
   pid_t pid;
   wrap_stats_sum last, total;
 
@@ -107,6 +107,8 @@ int wrap_cli_build(int argc, char **argv) {
          1);
   setenv("CARGO_INCREMENTAL", "0", 1);
   setenv("CARGO_DISTBUILD_BUILD_ID", id, 1);
+  unsetenv(WRAP_PROGRESS_ENV);
+  progress = wrap_progress_export(STDERR_FILENO);
   /* The client server saves each distributable call the remote client's
    * start-up; without it the wrapper execs the remote client as before. */
   unsetenv(WRAP_SOCK_ENV);
@@ -173,6 +175,8 @@ int wrap_cli_build(int argc, char **argv) {
   (void)wrap_stats_end(id);
 out:
   wrap_serve_stop(srv);
+  if (progress >= 0)
+    close(progress);
   free(cache);
   free(wrapper);
   free(stats_path);

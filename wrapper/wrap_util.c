@@ -392,3 +392,32 @@ const char *wrap_fmt_bytes(uint64_t n, char *buf, size_t buflen) {
     snprintf(buf, buflen, "%.2f GB", (double)n / (1024.0 * 1024.0 * 1024.0));
   return buf;
 }
+
+int wrap_progress_export(int fd) {
+  struct stat st;
+  char v[96];
+  int nfd = fcntl(fd, F_DUPFD, 3); /* F_DUPFD: not close-on-exec */
+  if (nfd < 0)
+    return DB_ESYS;
+  if (fstat(nfd, &st) != 0) {
+    close(nfd);
+    return DB_ESYS;
+  }
+  snprintf(v, sizeof(v), "%d:%llu:%llu", nfd, (unsigned long long)st.st_dev,
+           (unsigned long long)st.st_ino);
+  setenv(WRAP_PROGRESS_ENV, v, 1);
+  return nfd;
+}
+
+int wrap_progress_fd(int *tty) {
+  const char *e = getenv(WRAP_PROGRESS_ENV);
+  unsigned long long dev, ino;
+  struct stat st;
+  int fd = STDERR_FILENO, n;
+  if (e != NULL && sscanf(e, "%d:%llu:%llu", &n, &dev, &ino) == 3 && n > 2 &&
+      fstat(n, &st) == 0 && (unsigned long long)st.st_dev == dev &&
+      (unsigned long long)st.st_ino == ino)
+    fd = n;
+  *tty = isatty(fd);
+  return fd;
+}

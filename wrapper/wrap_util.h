@@ -88,6 +88,23 @@ int wrap_rustc_metadata_notice(const uint8_t *p, size_t n);
  * metadata notice's line (newline included); 0 if there is none. */
 size_t wrap_rustc_metadata_prefix(const uint8_t *p, size_t n);
 
+/* Where the wrapper's progress lines go. cargo stores every stderr line of
+ * a rustc call and replays it whenever the crate is fresh, so a "cache
+ * miss" line written there would reappear on every later no-op build.
+ * `cargo distbuild` therefore hands its own stderr down to the wrappers as
+ * an inherited descriptor named in WRAP_PROGRESS_ENV ("FD:DEV:INODE"). */
+#define WRAP_PROGRESS_ENV "CARGO_DISTBUILD_PROGRESS_FD"
+
+/* Duplicate fd to a descriptor >= 3 that descendants inherit (not
+ * close-on-exec) and name it in WRAP_PROGRESS_ENV. Returns the new
+ * descriptor (the caller closes it when the build is over) or DB_ESYS. */
+int wrap_progress_export(int fd);
+
+/* The descriptor WRAP_PROGRESS_ENV names, if it is open and still the same
+ * file (device and inode match), else STDERR_FILENO (the wrapper used
+ * without `cargo distbuild`). *tty: 1 if it is a terminal. */
+int wrap_progress_fd(int *tty);
+
 /* Human-readable byte count ("1.2 MB") into buf. */
 const char *wrap_fmt_bytes(uint64_t n, char *buf, size_t buflen);
 
