@@ -16,6 +16,8 @@ static void usage(FILE *f) {
              "  scheduler run  serve the REAPI endpoint with execution\n"
              "  worker run   execute actions for a scheduler\n"
              "  build        cargo build through the wrapper + cache report\n"
+             "  check, test, run, bench, doc\n"
+             "               the same for those cargo commands\n"
              "  stats        action-cache statistics [--json]\n");
 }
 
@@ -45,7 +47,7 @@ int main(int argc, char **argv) {
     return sbx_cli_main(argc - 1, argv + 1);
   if (!strcmp(argv[1], "worker"))
     return worker_cli_main(argc - 1, argv + 1);
-  if (!strcmp(argv[1], "build"))
+  if (wrap_cli_is_cargo_command(argv[1]))
     return wrap_cli_build(argc - 1, argv + 1);
   if (!strcmp(argv[1], "stats"))
     return wrap_cli_stats(argc - 1, argv + 1);

@@ -65,9 +65,25 @@ static void forward_signal(int sig) {
     (void)kill((pid_t)g_cargo_pid, sig);
 }
 
-static void build_usage(FILE *f) {
-  fprintf(f, "usage: cargo distbuild build [--workspace-only] "
-             "[--scheduler HOST:PORT] [cargo build args...]\n");
+/* Cargo commands that compile with rustc and so can run through the
+ * wrapper. The report follows whatever cargo printed (for run and test, the
+ * program's own output), on stderr. */
+static const char *const k_cargo_commands[] = {"build", "check", "test", "run",
+                                               "bench", "doc",   NULL};
+
+int wrap_cli_is_cargo_command(const char *word) {
+  for (int i = 0; k_cargo_commands[i]; i++)
+    if (strcmp(word, k_cargo_commands[i]) == 0)
+      return 1;
+  return 0;
+}
+
+static void build_usage(FILE *f, const char *sub) {
+  fprintf(f,
+          "usage: cargo distbuild %s [--workspace-only] "
+          "[--scheduler HOST:PORT] [cargo %s args...]\n"
+          "(also: build, check, test, run, bench, doc)\n",
+          sub, sub);
 }
 
 int wrap_cli_build(int argc, char **argv) {
@@ -88,7 +104,7 @@ int wrap_cli_build(int argc, char **argv) {
     } else if (strncmp(argv[i], "--scheduler=", 12) == 0) {
       setenv("CARGO_DISTBUILD_SCHEDULER", argv[i] + 12, 1);
     } else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
-      build_usage(stdout);
+      build_usage(stdout, argv[0]);
       return 0;
     } else {
       break;
@@ -124,7 +140,7 @@ int wrap_cli_build(int argc, char **argv) {
               db_strerror(rv));
   }
   if (wrap_strv_add(&cmd, cargo && *cargo ? cargo : "cargo") != 0 ||
-      wrap_strv_add(&cmd, "build") != 0)
+      wrap_strv_add(&cmd, argv[0]) != 0)
     goto out;
   for (; i < argc; i++)
     if (wrap_strv_add(&cmd, argv[i]) != 0)

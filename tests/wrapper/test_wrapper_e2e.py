@@ -264,6 +264,30 @@ def main():
               "client server: call" not in p.stdout,
               "5/5 hits without the client server too")
 
+        print("2b. cargo distbuild run / test / check", flush=True)
+        p = E.run([os.path.join(bindir, "cargo-distbuild"), "distbuild",
+                   "run", "--offline", "--bin", "main-binary"], ws)
+        check(EXPECTED[0] in p.stdout and "cargo-distbuild report" in
+              p.stdout, "run: the binary's output, then the report")
+        p = E.run([os.path.join(bindir, "cargo-distbuild"), "distbuild",
+                   "test", "--offline"], ws)
+        st = json.loads(E.run([os.path.join(bindir, "cargo-distbuild"),
+                               "stats", "--json"], ws).stdout)["last_build"]
+        check(p.stdout.count("test result: ok") >= 6 and st["fallbacks"] == 0
+              and st["local"] >= 6,
+              "test: the test harnesses compile locally and pass (%d local)"
+              % st["local"])
+        p, st = E.distbuild(ws)  # the tests' builds changed nothing
+        check(st["actions"] == 0 and "Compiling" not in p.stdout,
+              "build after test: nothing to do")
+        p = E.run([os.path.join(bindir, "cargo-distbuild"), "distbuild",
+                   "check", "--offline"], ws)
+        st = json.loads(E.run([os.path.join(bindir, "cargo-distbuild"),
+                               "stats", "--json"], ws).stdout)["last_build"]
+        check(st["actions"] == 5 and st["remote_executions"] +
+              st["action_cache_hits"] == 5 and st["fallbacks"] == 0,
+              "check: 5 metadata-only actions, remote")
+
         print("3. edit lib-utils: only it and its dependents miss", flush=True)
         with open(os.path.join(ws, "lib-utils/src/lib.rs"), "a") as f:
             f.write("\npub fn e2e_marker() -> u32 {\n    7\n}\n")
