@@ -327,6 +327,16 @@ const char *wrap_args_local_reason(const wrap_args *a) {
   return NULL;
 }
 
+int wrap_args_uses_proc_macro(const wrap_args *a) {
+  for (size_t i = 0; i < a->n_externs; i++) {
+    const char *p = a->externs[i].path;
+    size_t l = p ? strlen(p) : 0;
+    if (l > 3 && strcmp(p + l - 3, ".so") == 0)
+      return 1;
+  }
+  return 0;
+}
+
 int wrap_args_outputs(const wrap_args *a, wrap_strv *out) {
   const char *x = a->extra_filename ? a->extra_filename : "";
   int rv = 0;

@@ -69,6 +69,11 @@ const char *wrap_args_local_reason(const wrap_args *a);
  * build script ...), 0 for queries such as -vV or --print. */
 int wrap_args_is_compile(const wrap_args *a);
 
+/* 1 if the crate loads a proc-macro (an --extern that is a shared object):
+ * code that runs inside rustc and may read files, variables or the network
+ * that neither the command line nor dep-info names. */
+int wrap_args_uses_proc_macro(const wrap_args *a);
+
 /* The absolute output files of a distributable call, in emit order:
  * lib<crate><extra>.rlib, .rmeta and <crate><extra>.d under out_dir
  * (or the explicit dep-info path). */

@@ -359,6 +359,14 @@ static int distributed(call *c, char **argv) {
     code = fallback(c, argv, "remote compile failed before dep-info was known");
     goto out;
   }
+  if (res.exit_code != 0 && wrap_args_uses_proc_macro(c->args)) {
+    /* A proc-macro may have read a file, a variable or the network that no
+     * dep-info names (sqlx's query data, DATABASE_URL): the error may be
+     * the sandbox's. Local rustc decides, as it would without us. */
+    code = fallback(c, argv,
+                    "remote compile failed and the crate uses proc-macros");
+    goto out;
+  }
   (void)wrap_write_all(STDOUT_FILENO, res.out, res.out_len);
   if (res.early_released && res.err_len >= res.early_err_len &&
       memcmp(res.err, res.early_err, res.early_err_len) == 0)

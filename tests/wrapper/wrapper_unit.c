@@ -175,6 +175,11 @@ static void test_args_extern_forms(void **state) {
   assert_string_equal(a->libdirs[1].kind, "native");
   assert_true(a->has_native_libs);
   assert_null(wrap_args_local_reason(a));
+  assert_false(wrap_args_uses_proc_macro(a)); /* an rlib and a sysroot crate */
+  wrap_args_free(a);
+  argv[9] = "serde_derive=/deps/libserde_derive-1a2b.so";
+  assert_int_equal(wrap_args_parse(16, argv, "/w", &a), 0);
+  assert_true(wrap_args_uses_proc_macro(a));
   wrap_args_free(a);
 }
 
