@@ -16,14 +16,13 @@ same CPU may run it. With a scheduler and real workers:
 Exit 77 = skipped.
 """
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from test_wrapper_e2e import Cluster, Env, Fail, check, common  # noqa: E402
+from test_wrapper_e2e import (Cluster, Env, Fail, check,  # noqa: E402
+                              finish, scratch_base)
 
 LIB = """
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
@@ -71,14 +70,8 @@ def start_worker(cl, wid, extra=()):
 
 def main():
     bindir = os.path.abspath(sys.argv[1])
-    sysroot = subprocess.run(["rustc", "--print", "sysroot"], text=True,
-                             capture_output=True, check=True).stdout.strip()
-    home = os.path.expanduser("~")
-    os.makedirs(os.path.join(home, ".cache"), exist_ok=True)
-    base = tempfile.mkdtemp(prefix="distbuild-native-",
-                            dir=os.path.join(home, ".cache"))
-    if common(sysroot, base) == "/":
-        print("SKIP: toolchain %s and %s share no exec root" % (sysroot, base))
+    base = scratch_base("distbuild-native-")
+    if base is None:
         return 77
     cl = Cluster(bindir, base)
     E = Env(bindir, base, cl)
@@ -144,14 +137,7 @@ def main():
     except Fail as e:
         print("FAIL: %s" % e)
     finally:
-        cl.stop_all()
-        if not ok:
-            for name in ("sched/log", "same-cpu.log", "other-cpu.log"):
-                path = os.path.join(base, name)
-                if os.path.exists(path):
-                    print("--- %s ---\n%s" % (name, open(
-                        path, errors="replace").read()[-3000:]))
-        shutil.rmtree(base, ignore_errors=True)
+        finish(cl, base, ok, ("sched/log", "same-cpu.log", "other-cpu.log"))
     return 0 if ok else 1
 
 

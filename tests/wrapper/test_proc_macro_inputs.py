@@ -18,14 +18,11 @@ With a scheduler and a real worker:
 Exit 77 = skipped.
 """
 import os
-import shutil
-import subprocess
 import sys
-import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from test_wrapper_e2e import (Cluster, Env, Fail, check, common,  # noqa: E402
-                              diagnostics)
+from test_wrapper_e2e import (Cluster, Env, Fail, check,  # noqa: E402
+                              diagnostics, finish, scratch_base)
 
 FILES = {
     "Cargo.toml": '[workspace]\nmembers = ["pmac", "user", "plain"]\n'
@@ -77,14 +74,8 @@ def lines(out, word):
 
 def main():
     bindir = os.path.abspath(sys.argv[1])
-    sysroot = subprocess.run(["rustc", "--print", "sysroot"], text=True,
-                             capture_output=True, check=True).stdout.strip()
-    home = os.path.expanduser("~")
-    os.makedirs(os.path.join(home, ".cache"), exist_ok=True)
-    base = tempfile.mkdtemp(prefix="distbuild-procmacro-",
-                            dir=os.path.join(home, ".cache"))
-    if common(sysroot, base) == "/":
-        print("SKIP: toolchain %s and %s share no exec root" % (sysroot, base))
+    base = scratch_base("distbuild-procmacro-")
+    if base is None:
         return 77
     cl = Cluster(bindir, base)
     E = Env(bindir, base, cl)
@@ -136,14 +127,7 @@ def main():
     except Fail as e:
         print("FAIL: %s" % e)
     finally:
-        cl.stop_all()
-        if not ok:
-            for name in ("sched/log", "worker-1.log"):
-                path = os.path.join(base, name)
-                if os.path.exists(path):
-                    print("--- %s ---\n%s" % (name, open(
-                        path, errors="replace").read()[-3000:]))
-        shutil.rmtree(base, ignore_errors=True)
+        finish(cl, base, ok, ("sched/log", "worker-1.log"))
     return 0 if ok else 1
 
 

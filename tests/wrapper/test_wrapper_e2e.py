@@ -181,21 +181,45 @@ def diagnostics(out):
                      if not l.startswith("[distbuild]"))
 
 
+def scratch_base(prefix):
+    """A new directory under $HOME/.cache for one test's cluster, caches and
+    workspaces, or None (after printing why: the test is skipped) when it
+    shares no exec root with the toolchain but "/"."""
+    sysroot = subprocess.run(["rustc", "--print", "sysroot"], text=True,
+                             capture_output=True, check=True).stdout.strip()
+    home = os.path.expanduser("~")
+    os.makedirs(os.path.join(home, ".cache"), exist_ok=True)
+    base = tempfile.mkdtemp(prefix=prefix, dir=os.path.join(home, ".cache"))
+    if common(sysroot, base) == "/":
+        print("SKIP: toolchain %s and %s share no exec root" % (sysroot, base))
+        shutil.rmtree(base, ignore_errors=True)
+        return None
+    return base
+
+
+def finish(cl, base, ok, logs=()):
+    """Stop the cluster; on failure print the tail of each log (relative to
+    base); remove base."""
+    cl.stop_all()
+    for name in logs if not ok else ():
+        path = os.path.join(base, name)
+        if os.path.exists(path):
+            print("--- %s ---\n%s" % (name, open(
+                path, errors="replace").read()[-3000:]))
+    shutil.rmtree(base, ignore_errors=True)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin-dir", required=True)
     ap.add_argument("--workspace", required=True)
     a = ap.parse_args()
     bindir = os.path.abspath(a.bin_dir)
+    base = scratch_base("distbuild-wrapper-e2e-")
+    if base is None:
+        return 77
     sysroot = subprocess.run(["rustc", "--print", "sysroot"], text=True,
                              capture_output=True, check=True).stdout.strip()
-    home = os.path.expanduser("~")
-    os.makedirs(os.path.join(home, ".cache"), exist_ok=True)
-    base = tempfile.mkdtemp(prefix="distbuild-wrapper-e2e-",
-                            dir=os.path.join(home, ".cache"))
-    if common(sysroot, base) == "/":
-        print("SKIP: toolchain %s and %s share no exec root" % (sysroot, base))
-        return 77
     cl = Cluster(bindir, base)
     E = Env(bindir, base, cl)
     ok = False

@@ -183,71 +183,37 @@ static void test_args_extern_forms(void **state) {
   wrap_args_free(a);
 }
 
-/* -C target-cpu=native in each spelling rustc accepts; the last
- * target-cpu wins, as in rustc. */
-static int native_of(int argc, char **argv) {
+/* native_cpu of a library compile with the given codegen arguments
+ * appended (n of them); the call stays distributable. */
+static int native_of(char **extra, int n) {
+  char *argv[16] = {"rustc",       "--crate-name", "a",
+                    "src/lib.rs",  "--crate-type", "lib",
+                    "--emit=link", "--out-dir",    "o"};
   wrap_args *a = NULL;
-  int n;
-  assert_int_equal(wrap_args_parse(argc, argv, "/w", &a), 0);
-  n = a->native_cpu;
-  assert_null(wrap_args_local_reason(a)); /* still distributable */
+  int base = 9, r;
+  for (int i = 0; i < n; i++)
+    argv[base + i] = extra[i];
+  assert_int_equal(wrap_args_parse(base + n, argv, "/w", &a), 0);
+  r = a->native_cpu;
+  assert_null(wrap_args_local_reason(a));
   wrap_args_free(a);
-  return n;
+  return r;
 }
 
+/* -C target-cpu=native in each spelling rustc accepts; the last
+ * target-cpu wins, as in rustc. */
 static void test_args_native_cpu(void **state) {
-  char *sep[] = {"rustc",       "--crate-name",     "a",
-                 "src/lib.rs",  "--crate-type",     "lib",
-                 "--emit=link", "--out-dir",        "o",
-                 "-C",          "target-cpu=native"};
-  char *joined[] = {"rustc",
-                    "--crate-name",
-                    "a",
-                    "src/lib.rs",
-                    "--crate-type",
-                    "lib",
-                    "--emit=link",
-                    "--out-dir",
-                    "o",
-                    "-Ctarget-cpu=native"};
-  char *lng[] = {"rustc",
-                 "--crate-name",
-                 "a",
-                 "src/lib.rs",
-                 "--crate-type",
-                 "lib",
-                 "--emit=link",
-                 "--out-dir",
-                 "o",
-                 "--codegen=target_cpu=native"};
-  char *later[] = {"rustc",
-                   "--crate-name",
-                   "a",
-                   "src/lib.rs",
-                   "--crate-type",
-                   "lib",
-                   "--emit=link",
-                   "--out-dir",
-                   "o",
-                   "-Ctarget-cpu=native",
-                   "-C",
-                   "target-cpu=x86-64"};
-  char *named[] = {"rustc",
-                   "--crate-name",
-                   "a",
-                   "src/lib.rs",
-                   "--crate-type",
-                   "lib",
-                   "--emit=link",
-                   "--out-dir",
-                   "o",
-                   "-Ctarget-cpu=znver3"};
+  char *sep[] = {"-C", "target-cpu=native"};
+  char *joined[] = {"-Ctarget-cpu=native"};
+  char *lng[] = {"--codegen=target_cpu=native"};
+  char *later[] = {"-Ctarget-cpu=native", "-C", "target-cpu=x86-64"};
+  char *named[] = {"-Ctarget-cpu=znver3"};
   (void)state;
-  assert_int_equal(native_of(11, sep), 1);
-  assert_int_equal(native_of(10, joined), 1);
-  assert_int_equal(native_of(10, lng), 1);
-  assert_int_equal(native_of(12, later), 0);
-  assert_int_equal(native_of(10, named), 0);
+  assert_int_equal(native_of(sep, 2), 1);
+  assert_int_equal(native_of(joined, 1), 1);
+  assert_int_equal(native_of(lng, 1), 1);
+  assert_int_equal(native_of(later, 3), 0);
+  assert_int_equal(native_of(named, 1), 0);
 }
 
 static void test_paths(void **state) {
