@@ -139,6 +139,13 @@ int wrap_cli_build(int argc, char **argv) {
               "starts the remote client itself\n",
               db_strerror(rv));
   }
+  /* cargo's -q silences its status lines; ours follow it (warnings, such as
+   * a fallback, still show; the report too), unless the user chose a level.
+   * Arguments after "--" belong to the program cargo runs. */
+  for (int j = i; j < argc && strcmp(argv[j], "--") != 0; j++)
+    if ((strcmp(argv[j], "-q") == 0 || strcmp(argv[j], "--quiet") == 0) &&
+        getenv("CARGO_DISTBUILD_LOG") == NULL)
+      setenv("CARGO_DISTBUILD_LOG", "warn", 1);
   if (wrap_strv_add(&cmd, cargo && *cargo ? cargo : "cargo") != 0 ||
       wrap_strv_add(&cmd, argv[0]) != 0)
     goto out;

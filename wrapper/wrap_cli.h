@@ -8,7 +8,9 @@
  *   Runs `cargo build` with the wrapper set (RUSTC_WRAPPER, or
  *   RUSTC_WORKSPACE_WRAPPER with --workspace-only), CARGO_INCREMENTAL=0
  *   and a fresh CARGO_DISTBUILD_BUILD_ID, then prints the action-cache
- *   report of that build to stderr. Exit code: cargo's.
+ *   report of that build to stderr. With cargo's -q/--quiet the wrapper's
+ *   progress lines drop to warnings (CARGO_DISTBUILD_LOG=warn, unless set).
+ *   Exit code: cargo's.
  *   check, test, run, bench and doc work the same way: the word is passed
  *   on to cargo (wrap_cli_is_cargo_command).
  * stats [--json]

@@ -305,12 +305,15 @@ def main():
         check(st["actions"] == 0 and "Compiling" not in p.stdout,
               "build after test: nothing to do")
         p = E.run([os.path.join(bindir, "cargo-distbuild"), "distbuild",
-                   "check", "--offline"], ws)
+                   "check", "--offline", "-q"], ws)
         st = json.loads(E.run([os.path.join(bindir, "cargo-distbuild"),
                                "stats", "--json"], ws).stdout)["last_build"]
         check(st["actions"] == 5 and st["remote_executions"] +
               st["action_cache_hits"] == 5 and st["fallbacks"] == 0,
               "check: 5 metadata-only actions, remote")
+        check("[distbuild]" not in p.stdout and
+              "cargo-distbuild report" in p.stdout,
+              "check -q: no progress lines, still the report")
 
         print("3. edit lib-utils: only it and its dependents miss", flush=True)
         with open(os.path.join(ws, "lib-utils/src/lib.rs"), "a") as f:
