@@ -50,28 +50,32 @@ typedef struct call {
   wrap_dcache *shared_dc; /* borrowed, preloaded by the client server */
 } call;
 
-/* A progress line, in one write, to the descriptor `cargo distbuild`
- * handed down (wrap_progress_fd): through cargo it would be replayed on
- * every later build in which the crate is fresh. */
+/* Where say() writes: the descriptor `cargo distbuild` handed down
+ * (wrap_progress_fd), looked up once per call in wrap_exec_main_with().
+ * Through cargo a line would be replayed on every later build in which the
+ * crate is fresh. */
+static int g_say_fd = STDERR_FILENO, g_say_tty;
+
+/* A progress line, in one write, to g_say_fd. */
 static void say(int level, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 static void say(int level, const char *fmt, ...) {
   char line[1024];
   va_list ap;
-  int n, tty, fd;
+  int n;
   if (level > db_log_level())
     return;
-  fd = wrap_progress_fd(&tty);
   /* On a terminal, erase cargo's progress bar first, as cargo does before
    * each line it prints; cargo draws it again. */
-  n = snprintf(line, sizeof(line), "%s[distbuild] ", tty ? "\r\x1b[K" : "");
+  n = snprintf(line, sizeof(line), "%s[distbuild] ",
+               g_say_tty ? "\r\x1b[K" : "");
   va_start(ap, fmt);
   n += vsnprintf(line + n, sizeof(line) - (size_t)n - 1, fmt, ap);
   va_end(ap);
   if (n > (int)sizeof(line) - 2)
     n = (int)sizeof(line) - 2;
   line[n++] = '\n';
-  if (write(fd, line, (size_t)n) < 0) {
+  if (write(g_say_fd, line, (size_t)n) < 0) {
     /* stderr gone: nothing to do */
   }
 }
@@ -428,10 +432,9 @@ int wrap_exec_main_with(int argc, char **argv, wrap_dcache *dc,
   int code;
   memset(&c, 0, sizeof(c));
   c.start_ms = wrap_now_ms();
-  {
-    int tty; /* log lines must not be replayed by cargo either (say()) */
-    db_log_set_fd(wrap_progress_fd(&tty));
-  }
+  /* Log lines must not be replayed by cargo either. */
+  g_say_fd = wrap_progress_fd(&g_say_tty);
+  db_log_set_fd(g_say_fd);
   if (argc < 1) {
     fprintf(stderr, "usage: cargo-distbuild-wrapper RUSTC [ARGS...]\n");
     return 2;

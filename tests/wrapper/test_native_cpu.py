@@ -21,8 +21,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from test_wrapper_e2e import (Cluster, Env, Fail, check,  # noqa: E402
-                              finish, scratch_base)
+from test_wrapper_e2e import Fail, check, edge_case, finish  # noqa: E402
 
 LIB = """
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
@@ -69,13 +68,10 @@ def start_worker(cl, wid, extra=()):
 
 
 def main():
-    bindir = os.path.abspath(sys.argv[1])
-    base = scratch_base("distbuild-native-")
-    if base is None:
+    setup = edge_case("distbuild-native-")
+    if setup is None:
         return 77
-    cl = Cluster(bindir, base)
-    E = Env(bindir, base, cl)
-    ws = os.path.join(base, "ws")
+    base, cl, E, ws = setup
     ok = False
     try:
         make_crate(ws)

@@ -21,8 +21,8 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from test_wrapper_e2e import (Cluster, Env, Fail, check,  # noqa: E402
-                              diagnostics, finish, scratch_base)
+from test_wrapper_e2e import (Fail, check, diagnostics,  # noqa: E402
+                              edge_case, finish)
 
 FILES = {
     "Cargo.toml": '[workspace]\nmembers = ["pmac", "user", "plain"]\n'
@@ -73,13 +73,10 @@ def lines(out, word):
 
 
 def main():
-    bindir = os.path.abspath(sys.argv[1])
-    base = scratch_base("distbuild-procmacro-")
-    if base is None:
+    setup = edge_case("distbuild-procmacro-")
+    if setup is None:
         return 77
-    cl = Cluster(bindir, base)
-    E = Env(bindir, base, cl)
-    ws = os.path.join(base, "ws")
+    base, cl, E, ws = setup
     ok = False
     try:
         for rel, text in FILES.items():

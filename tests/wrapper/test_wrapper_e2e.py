@@ -197,6 +197,17 @@ def scratch_base(prefix):
     return base
 
 
+def edge_case(prefix):
+    """The set-up shared by the single-scenario scripts (argv[1] = bin dir):
+    (base, Cluster, Env, workspace path), or None when skipped."""
+    bindir = os.path.abspath(sys.argv[1])
+    base = scratch_base(prefix)
+    if base is None:
+        return None
+    cl = Cluster(bindir, base)
+    return base, cl, Env(bindir, base, cl), os.path.join(base, "ws")
+
+
 def finish(cl, base, ok, logs=()):
     """Stop the cluster; on failure print the tail of each log (relative to
     base); remove base."""
