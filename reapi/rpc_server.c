@@ -1,5 +1,5 @@
 /*
- * gRPC server over h2c (prior knowledge): method table, connections,
+ * gRPC server over h2c (prior knowledge) or TLS: method table, connections,
  * nghttp2 session callbacks, lifecycle and graceful shutdown. Listeners
  * (accept) and the cross-thread post queue are in rpc_server_listen.c; the
  * per-call half lives in rpc_server_call.c; see rpc_server_int.h.
@@ -13,6 +13,8 @@
  * with writev (evbuffer_write). nghttp2 is only driven from the top of
  * the stack (read handler, write handler, flush event), never re-entered
  * from a handler: rpc_call_send/finish just submit and schedule a flush.
+ * With TLS the socket reads and writes go through OpenSSL
+ * (rpc_server_tls.c); everything above them is the same.
  */
 #include "rpc_server_int.h"
 
@@ -36,6 +38,7 @@
 
 static void conn_free(rpc_conn *c);
 static void conn_flush(rpc_conn *c);
+static int conn_send(rpc_conn *c);
 
 /* ---- methods ---- */
 
@@ -283,6 +286,8 @@ static void conn_set_read(rpc_conn *c, int on) {
   if (on && c->reading_paused) {
     event_add(c->rev, NULL);
     c->reading_paused = 0;
+    if (rpc__tls_pending(c))
+      event_active(c->rev, EV_READ, 0);
   } else if (!on && !c->reading_paused) {
     event_del(c->rev);
     c->reading_paused = 1;
@@ -307,22 +312,23 @@ static void conn_flush(rpc_conn *c) {
       continue;
     }
     if (evbuffer_get_length(c->out) > 0) {
-      int n = evbuffer_write(c->out, c->fd);
-      if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
-        DB_DEBUG(LOG_COMP, "fd %d: write: %s", c->fd, strerror(errno));
+      if (conn_send(c) < 0) {
         conn_free(c);
         return;
       }
       if (evbuffer_get_length(c->out) > 0) {
-        conn_set_write(c, 1);
-        conn_set_read(c, evbuffer_get_length(c->out) < RPC__OUT_HIGH_WATER);
+        /* A TLS write that waits for the peer's handshake bytes resumes
+         * from the read handler instead. */
+        conn_set_write(c, !c->tls_write_wants_read);
+        conn_set_read(c, c->tls_write_wants_read ||
+                             evbuffer_get_length(c->out) < RPC__OUT_HIGH_WATER);
         return;
       }
     }
     if (!nghttp2_session_want_write(c->session))
       break;
   }
-  conn_set_write(c, 0);
+  conn_set_write(c, c->tls_read_wants_write);
   conn_set_read(c, 1);
   if (round == FLUSH_ROUNDS) {
     /* Still more to send: yield to other connections, continue soon. */
@@ -334,6 +340,37 @@ static void conn_flush(rpc_conn *c) {
     conn_free(c);
 }
 
+/* Socket (or TLS) to c->out's peer: bytes read, or RPC__IO_*. */
+static ssize_t conn_recv(rpc_conn *c, uint8_t *buf, size_t len) {
+  ssize_t n;
+
+  if (c->ssl)
+    return rpc__tls_recv(c, buf, len);
+  do
+    n = read(c->fd, buf, len);
+  while (n < 0 && errno == EINTR);
+  if (n >= 0)
+    return n;
+  if (errno == EAGAIN || errno == EWOULDBLOCK)
+    return RPC__IO_AGAIN;
+  DB_DEBUG(LOG_COMP, "fd %d: read: %s", c->fd, strerror(errno));
+  return RPC__IO_FATAL;
+}
+
+/* Hand as much of c->out to the socket as it takes: 0 or RPC__IO_FATAL. */
+static int conn_send(rpc_conn *c) {
+  int n;
+
+  if (c->ssl)
+    return rpc__tls_send(c);
+  n = evbuffer_write(c->out, c->fd);
+  if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+    DB_DEBUG(LOG_COMP, "fd %d: write: %s", c->fd, strerror(errno));
+    return RPC__IO_FATAL;
+  }
+  return 0;
+}
+
 static void conn_read_cb(evutil_socket_t fd, short what, void *arg) {
   rpc_conn *c = arg;
   rpc_server *srv = c->srv;
@@ -342,17 +379,10 @@ static void conn_read_cb(evutil_socket_t fd, short what, void *arg) {
 
   (void)what;
   for (i = 0; i < READS_PER_EVENT; i++) {
-    n = read(fd, srv->rbuf, srv->rbuf_size);
-    if (n == 0) {
-      conn_free(c);
-      return;
-    }
-    if (n < 0) {
-      if (errno == EINTR)
-        continue;
-      if (errno == EAGAIN || errno == EWOULDBLOCK)
-        break;
-      DB_DEBUG(LOG_COMP, "fd %d: read: %s", (int)fd, strerror(errno));
+    n = conn_recv(c, srv->rbuf, srv->rbuf_size);
+    if (n == RPC__IO_AGAIN)
+      break;
+    if (n == RPC__IO_EOF || n == RPC__IO_FATAL) {
       conn_free(c);
       return;
     }
@@ -369,13 +399,22 @@ static void conn_read_cb(evutil_socket_t fd, short what, void *arg) {
         evbuffer_get_length(c->out) >= RPC__OUT_HIGH_WATER)
       break;
   }
+  /* Records OpenSSL already decrypted make no fd event: come back. */
+  if (!c->reading_paused && rpc__tls_pending(c))
+    event_active(c->rev, EV_READ, 0);
   conn_flush(c);
 }
 
 static void conn_write_cb(evutil_socket_t fd, short what, void *arg) {
-  (void)fd;
+  rpc_conn *c = arg;
+
   (void)what;
-  conn_flush(arg);
+  if (c->tls_read_wants_write) {
+    c->tls_read_wants_write = 0;
+    conn_read_cb(fd, EV_READ, c); /* flushes too */
+    return;
+  }
+  conn_flush(c);
 }
 
 static void conn_flush_cb(evutil_socket_t fd, short what, void *arg) {
@@ -405,6 +444,7 @@ static void conn_free(rpc_conn *c) {
     event_free(c->flush_ev);
   if (c->out)
     evbuffer_free(c->out);
+  rpc__tls_conn_free(c);
   if (c->fd >= 0)
     close(c->fd);
   if (c->prev)
@@ -441,6 +481,8 @@ int rpc__conn_new(rpc_server *srv, int fd) {
   c->wev = event_new(srv->base, fd, EV_WRITE | EV_PERSIST, conn_write_cb, c);
   c->flush_ev = event_new(srv->base, -1, 0, conn_flush_cb, c);
   if (!c->out || !c->rev || !c->wev || !c->flush_ev)
+    goto fail;
+  if (srv->tls && rpc__tls_conn_start(c) != 0)
     goto fail;
   if (nghttp2_session_server_new2(&c->session, srv->cbs, c, srv->h2opt) != 0)
     goto fail;
@@ -508,6 +550,24 @@ int rpc_server_new(struct event_base *base, const rpc_server_opts *opts,
   rv = setup_callbacks(srv);
   if (rv != 0)
     goto fail;
+  if (srv->opts.tls_cert_file) {
+    rv = rpc__tls_ctx_new(&srv->opts, &srv->tls);
+    if (rv != 0)
+      goto fail;
+  } else if (srv->opts.tls_key_file || srv->opts.tls_client_ca_file) {
+    DB_ERROR(LOG_COMP, "a TLS key or client CA needs a TLS certificate too");
+    rv = DB_EINVAL;
+    goto fail;
+  }
+  if (srv->opts.auth_tokens) {
+    rv = rpc__auth_init(srv, srv->opts.auth_tokens);
+    if (rv != 0)
+      goto fail;
+  }
+  /* The caller's strings are not ours to keep. */
+  srv->opts.tls_cert_file = srv->opts.tls_key_file = NULL;
+  srv->opts.tls_client_ca_file = NULL;
+  srv->opts.auth_tokens = NULL;
   rv = rpc__server_post_init(srv);
   if (rv != 0)
     goto fail;
@@ -647,6 +707,8 @@ void rpc_server_free(rpc_server *srv) {
   if (srv->h2opt)
     nghttp2_option_del(srv->h2opt);
   pthread_mutex_destroy(&srv->post_mu);
+  rpc__tls_ctx_free(srv->tls);
+  free(srv->auth);
   free(srv->rbuf);
   free(srv);
 }

@@ -84,10 +84,23 @@ typedef struct rpc_server_opts {
   size_t write_low_water;  /* on_writable threshold; 0 = 1 MiB */
   int shutdown_grace_ms;   /* in-flight calls get this long after GOAWAY;
                               0 = 5000 */
+  /* TLS (grpcs://): with a certificate set, every listener speaks only
+   * TLS 1.2+ with ALPN "h2"; a client that does not is refused in the
+   * handshake. Files are read by rpc_server_new (PEM). */
+  const char *tls_cert_file;      /* certificate chain, leaf first */
+  const char *tls_key_file;       /* private key; NULL = in the cert file */
+  const char *tls_client_ca_file; /* set: mutual TLS, clients must present
+                                     a certificate this CA signed */
+  /* NULL-terminated list of accepted bearer tokens; when set, a call
+   * without "authorization: Bearer <one of them>" ends UNAUTHENTICATED
+   * before any handler sees it. Only their SHA-256 digests are kept. */
+  const char *const *auth_tokens;
 } rpc_server_opts;
 
 /* Create a server on base (borrowed; must outlive the server). opts may be
- * NULL for defaults. *out is owned by the caller: rpc_server_free(). */
+ * NULL for defaults; its strings are used during the call only. *out is
+ * owned by the caller: rpc_server_free(). DB_EINVAL when the TLS files
+ * cannot be used (the reason is logged) or a token is empty. */
 int rpc_server_new(struct event_base *base, const rpc_server_opts *opts,
                    rpc_server **out);
 

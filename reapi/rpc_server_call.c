@@ -378,6 +378,14 @@ void rpc__call_on_request(rpc_call *call) {
     respond_http(call, "415");
     return;
   }
+  if (srv->nauth) {
+    const char *why =
+        rpc__auth_check(srv, rpc_call_header(call, "authorization"));
+    if (why) {
+      rpc__call_fail(call, RPC_UNAUTHENTICATED, why);
+      return;
+    }
+  }
   call->encoding = (char *)rpc_call_header(call, "grpc-encoding");
   m = call->path ? rpc__server_find(srv, call->path, strlen(call->path)) : NULL;
   if (!m) {

@@ -26,6 +26,8 @@
 
 struct event;
 struct evbuffer;
+struct ssl_st;
+struct ssl_ctx_st;
 
 #define RPC__METHOD_BUCKETS 64
 /* Stop pulling frames out of nghttp2 once this much is waiting for the
@@ -110,6 +112,11 @@ struct rpc_conn {
   struct evbuffer *out;
   rpc_call *calls;
   rpc_call *writable, *writable_tail;
+  struct ssl_st *ssl;                /* NULL on a plaintext (h2c) server */
+  size_t tls_wlen;                   /* length of an SSL_write to offer again */
+  unsigned tls_read_wants_write : 1; /* SSL_read waits for writability */
+  unsigned tls_write_wants_read : 1; /* SSL_write waits for readability */
+  unsigned tls_peeked : 1;           /* first bytes checked for h2c */
   unsigned wev_armed : 1;
   unsigned reading_paused : 1;
   unsigned in_recv : 1;
@@ -140,6 +147,9 @@ struct rpc_server {
   nghttp2_option *h2opt;
   uint8_t *rbuf;
   size_t rbuf_size;
+  struct ssl_ctx_st *tls;    /* every connection speaks TLS when set */
+  unsigned char (*auth)[32]; /* SHA-256 of each accepted bearer token */
+  size_t nauth;              /* 0 = no authorization required */
 
   /* shutdown */
   int shutting_down;
@@ -177,6 +187,36 @@ void rpc__server_close_listeners(rpc_server *srv);
 int rpc__server_post_init(rpc_server *srv);
 /* Drop posts that never ran (not called), free the event, close the fd. */
 void rpc__server_post_fini(rpc_server *srv);
+
+/* ---- rpc_server_tls.c ---- */
+
+/* Results of the connection I/O primitives besides a byte count. */
+#define RPC__IO_EOF 0
+#define RPC__IO_AGAIN (-1)
+#define RPC__IO_FATAL (-2)
+
+/* Server TLS context from opts' certificate, key and client CA (logs why
+ * it cannot). *out is freed with rpc__tls_ctx_free. 0, DB_EINVAL (files
+ * unusable) or DB_ENOMEM. */
+int rpc__tls_ctx_new(const rpc_server_opts *o, struct ssl_ctx_st **out);
+void rpc__tls_ctx_free(struct ssl_ctx_st *ctx); /* NULL ok */
+/* TLS state for a new connection (server side of the handshake). 0 or
+ * DB_ENOMEM; rpc__tls_conn_free cleans up either way. */
+int rpc__tls_conn_start(rpc_conn *c);
+void rpc__tls_conn_free(rpc_conn *c);
+/* Decrypted bytes into buf: > 0, or RPC__IO_EOF / _AGAIN / _FATAL. */
+ssize_t rpc__tls_recv(rpc_conn *c, uint8_t *buf, size_t n);
+/* Encrypt and send as much of c->out as the socket takes: 0 (maybe with
+ * bytes left; see tls_* flags) or RPC__IO_FATAL. */
+int rpc__tls_send(rpc_conn *c);
+/* Decrypted bytes buffered inside OpenSSL, which poll cannot see. */
+int rpc__tls_pending(const rpc_conn *c);
+/* Keep digests of tokens (NULL-terminated, at least one, none empty).
+ * 0, DB_EINVAL or DB_ENOMEM. */
+int rpc__auth_init(rpc_server *srv, const char *const *tokens);
+/* NULL when authz (the request's "authorization" value, may be NULL)
+ * carries an accepted bearer token, else why not (static text). */
+const char *rpc__auth_check(const rpc_server *srv, const char *authz);
 
 /* ---- rpc_server_call.c ---- */
 
