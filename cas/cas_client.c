@@ -54,6 +54,7 @@ int cas_client_new(const char *target, const cas_client_opts *opts,
     c->rng[1] = (uint64_t)getpid() * 0xbf58476d1ce4e5b9ull;
   }
   ro.idle_timeout_ms = o.idle_timeout_ms;
+  ro.channel = o.channel;
   rv = rpc_client_new(target, &ro, &c->rpc);
   if (rv != 0)
     goto out;

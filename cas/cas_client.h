@@ -17,6 +17,7 @@
 #include <stdint.h>
 
 #include "reapi_digest.h"
+#include "rpc_client.h"
 #include "rpc_status.h"
 
 typedef struct cas_client cas_client;
@@ -31,9 +32,13 @@ typedef struct cas_client_opts {
   int zstd_level;            /* 0 = 1 (fast, the wire is loopback/LAN) */
   int64_t timeout_ms;        /* per RPC; 0 = 60000 */
   int idle_timeout_ms;       /* rpc_client_opts.idle_timeout_ms; 0 = off */
+  /* TLS material and metadata headers (rpc_client_opts.channel; borrowed,
+   * copied by cas_client_new); NULL = none. */
+  const rpc_channel_opts *channel;
 } cas_client_opts;
 
-/* target as for rpc_client_new ("HOST:PORT"). opts may be NULL. */
+/* target as for rpc_client_new ("HOST:PORT", "grpcs://HOST:PORT"). opts
+ * may be NULL. DB_EINVAL for a bad target or channel header. */
 int cas_client_new(const char *target, const cas_client_opts *opts,
                    cas_client **out);
 void cas_client_free(cas_client *c); /* NULL ok */

@@ -1,5 +1,6 @@
 /*
- * gRPC client on libcurl's multi interface (HTTP/2 prior knowledge).
+ * gRPC client on libcurl's multi interface (HTTP/2: prior knowledge over
+ * cleartext, ALPN over TLS).
  *
  * Design notes:
  *  - One CURLM per rpc_client with CURLPIPE_MULTIPLEX, one connection per
@@ -9,6 +10,12 @@
  *  - An rpc_stream owns its easy handle for life. Finished streams go to a
  *    free list with the handle's constant options still set, so a new call
  *    only sets URL, header list, body size and timeout.
+ *  - One transfer opens the connection and the others wait for it, then
+ *    multiplex on it (dispatch()). For h2c that is forced by a libcurl
+ *    7.88 bug (see on_opensocket() in rpc_client_call.c); for TLS it keeps
+ *    a burst of calls from racing to open connections before ALPN has
+ *    told curl that the first one multiplexes. Only the HTTP version
+ *    differs: prior knowledge for h2c, CURL_HTTP_VERSION_2TLS for TLS.
  *  - The header list (content-type, te, custom metadata) is shared by all
  *    calls. A call with a deadline prepends one stack-free list node of its
  *    own ("grpc-timeout: ...") whose next pointer is the shared list, so no
@@ -26,7 +33,8 @@
  *
  * This file: the client handle, connection state, start queue and
  * dispatch, the run loop and the public API. One call's easy handle and
- * callbacks are in rpc_client_call.c (see rpc_client_int.h).
+ * callbacks are in rpc_client_call.c; target parsing and metadata headers
+ * in rpc_client_target.c (see rpc_client_int.h).
  */
 #include "rpc_client_int.h"
 
@@ -101,54 +109,6 @@ static void stream_finish(rpc_client *c, struct rpc_stream *s, CURLcode rc) {
 
 /* ---- public API ---- */
 
-static int parse_target(const char *target, char **url) {
-  const char *hp = target, *colon, *p;
-  size_t hlen;
-  char *u;
-
-  if (!target)
-    return DB_EINVAL;
-  if (strncmp(hp, "grpc://", 7) == 0)
-    hp += 7;
-  else if (strncmp(hp, "grpcs://", 8) == 0)
-    return DB_EUNSUPP; /* TLS not implemented yet */
-  else if (strstr(hp, "://"))
-    return DB_EINVAL;
-  if (hp[0] == '[') { /* [v6]:port */
-    p = strchr(hp, ']');
-    if (!p || p[1] != ':')
-      return DB_EINVAL;
-    colon = p + 1;
-  } else {
-    colon = strrchr(hp, ':');
-    if (!colon || memchr(hp, ':', (size_t)(colon - hp)))
-      return DB_EINVAL;
-  }
-  hlen = (size_t)(colon - hp);
-  if (hlen == 0 || hlen > 255)
-    return DB_EINVAL;
-  for (p = hp; p < colon; p++) {
-    if (*p <= ' ' || *p == '/' || *p == '@' || *p == '?' || *p == '#' ||
-        (unsigned char)*p >= 0x7f)
-      return DB_EINVAL;
-  }
-  {
-    long port = 0;
-    size_t n = 0;
-    for (p = colon + 1; *p; p++, n++) {
-      if (*p < '0' || *p > '9' || n >= 5)
-        return DB_EINVAL;
-      port = port * 10 + (*p - '0');
-    }
-    if (n == 0 || port < 1 || port > 65535)
-      return DB_EINVAL;
-  }
-  if (asprintf(&u, "http://%s", hp) < 0)
-    return DB_ENOMEM;
-  *url = u;
-  return 0;
-}
-
 int rpc_client_global_init(void) {
   /* Never paired with curl_global_cleanup: the reference stays held. */
   return curl_global_init(CURL_GLOBAL_DEFAULT) == CURLE_OK ? 0 : DB_ENOMEM;
@@ -177,7 +137,7 @@ int rpc_client_new(const char *target, const rpc_client_opts *opts,
     goto fail;
   }
   c->fd = -1;
-  rv = parse_target(target, &c->base_url);
+  rv = rpc_client__parse_target(target, &c->base_url, &c->tls);
   if (rv < 0)
     goto fail;
   c->base_len = strlen(c->base_url);
@@ -195,6 +155,9 @@ int rpc_client_new(const char *target, const rpc_client_opts *opts,
     }
     c->hdrs = l;
   }
+  rv = rpc_client__apply_channel(c, opts ? opts->channel : NULL);
+  if (rv < 0)
+    goto fail;
   c->multi = curl_multi_init();
   if (!c->multi) {
     rv = DB_ENOMEM;
@@ -211,6 +174,9 @@ fail:
   if (c) {
     curl_slist_free_all(c->hdrs);
     free(c->base_url);
+    free(c->tls_ca);
+    free(c->tls_cert);
+    free(c->tls_key);
     free(c);
   }
   curl_global_cleanup();
@@ -241,45 +207,11 @@ void rpc_client_free(rpc_client *c) {
   rpc_status_clear(&c->fail_st);
   curl_slist_free_all(c->hdrs);
   free(c->base_url);
+  free(c->tls_ca);
+  free(c->tls_cert);
+  free(c->tls_key);
   free(c);
   curl_global_cleanup();
-}
-
-static int valid_header_name(const char *n) {
-  size_t i;
-
-  if (!n[0] || strncmp(n, "grpc-", 5) == 0)
-    return 0;
-  for (i = 0; n[i]; i++) {
-    char ch = n[i];
-    if (!((ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '-' ||
-          ch == '_' || ch == '.'))
-      return 0;
-  }
-  return 1;
-}
-
-int rpc_client_set_header(rpc_client *c, const char *name, const char *value) {
-  struct curl_slist *l;
-  char *line;
-  size_t i;
-
-  if (!c || !name || !value || !valid_header_name(name))
-    return DB_EINVAL;
-  for (i = 0; value[i]; i++) {
-    if ((unsigned char)value[i] < 0x20 || (unsigned char)value[i] > 0x7e)
-      return DB_EINVAL;
-  }
-  /* curl sends "name;" as an empty header ("name:" would remove it). */
-  if (asprintf(&line, value[0] ? "%s: %s" : "%s;", name, value) < 0)
-    return DB_ENOMEM;
-  /* Appending keeps the head pointer that queued calls hold valid. */
-  l = curl_slist_append(c->hdrs, line);
-  free(line);
-  if (!l)
-    return DB_ENOMEM;
-  c->hdrs = l;
-  return 0;
 }
 
 static void queue_push(rpc_client *c, struct rpc_stream *s, int front) {
@@ -433,9 +365,12 @@ static int prepare(rpc_client *c, struct rpc_stream *s, int pk) {
   }
   if (pk)
     s->flags |= S_PK;
+  /* TLS: ALPN offers h2 on every transfer. h2c: only the one that opens
+   * the connection may use prior knowledge (see on_opensocket()); the
+   * others multiplex on it with 2TLS. */
   curl_easy_setopt(s->easy, CURLOPT_HTTP_VERSION,
-                   pk ? (long)CURL_HTTP_VERSION_2_PRIOR_KNOWLEDGE
-                      : (long)CURL_HTTP_VERSION_2TLS);
+                   pk && !c->tls ? (long)CURL_HTTP_VERSION_2_PRIOR_KNOWLEDGE
+                                 : (long)CURL_HTTP_VERSION_2TLS);
   if (rem > 0) {
     memcpy(s->tmo_hdr, "grpc-timeout: ", 14);
     rpc_timeout_format(rem, s->tmo_hdr + 14, sizeof(s->tmo_hdr) - 14);
@@ -452,8 +387,9 @@ static int prepare(rpc_client *c, struct rpc_stream *s, int pk) {
 
 /*
  * Hand queued calls to curl. With no connection, only the first call goes
- * (with prior knowledge) and opens it; the others wait in the queue until
- * it is connected and then multiplex on it (see on_opensocket()).
+ * (S_PK: with prior knowledge for h2c, through the TLS handshake for TLS)
+ * and opens it; the others wait in the queue until it is connected and
+ * then multiplex on it (see on_opensocket()).
  */
 static void dispatch(rpc_client *c) {
   struct rpc_stream *s;

@@ -1,8 +1,14 @@
 /*
- * gRPC client over HTTP/2 cleartext with prior knowledge, on libcurl's
- * multi interface. All calls started on one rpc_client share one TCP
- * connection (multiplexed streams); when the server restarts, the next
- * call opens a new connection on its own.
+ * gRPC client over HTTP/2 on libcurl's multi interface: cleartext with
+ * prior knowledge for "grpc://" (and bare "HOST:PORT") targets, TLS with
+ * HTTP/2 chosen by ALPN for "grpcs://" targets. All calls started on one
+ * rpc_client share one connection (multiplexed streams); when the server
+ * restarts, the next call opens a new connection on its own.
+ *
+ * TLS: the server's certificate is always verified (against the system's
+ * CA store or rpc_channel_opts.tls_ca_file) and must name the target's
+ * host; a client certificate is presented when one is configured (mutual
+ * TLS). A server that does not pick "h2" in ALPN fails the call.
  *
  * Threading: an rpc_client is not thread-safe; use one per thread. The
  * callbacks run inside rpc_client_run()/rpc_client_unary() on the caller's
@@ -12,7 +18,10 @@
  * as gRPC prescribes: connection refused/reset -> UNAVAILABLE, deadline ->
  * DEADLINE_EXCEEDED, a response without grpc-status -> a synthesized status
  * from the HTTP status (UNKNOWN/INTERNAL/UNAVAILABLE), RST_STREAM codes as in
- * the gRPC HTTP/2 spec.
+ * the gRPC HTTP/2 spec. TLS failures (handshake, certificate verification,
+ * unusable certificate or key files, no HTTP/2 in ALPN) are UNAVAILABLE
+ * with a message that starts with RPC_TLS_PREFIX and carries curl's
+ * reason, e.g. "TLS: SSL certificate problem: self-signed certificate".
  *
  * Errors: functions return 0 or a negative DB_E* code (for local failures
  * such as OOM); the remote outcome is always in the rpc_status.
@@ -30,6 +39,20 @@ typedef struct rpc_stream rpc_stream;
 
 /* Start of the status message of a call that hit its idle timeout. */
 #define RPC_NOT_RESPONDING "server not responding"
+/* Start of the status message of a call that failed in TLS. */
+#define RPC_TLS_PREFIX "TLS: "
+
+/* How to reach a server beyond its address; every field may be NULL.
+ * Borrowed by the constructors, which copy what they keep. */
+typedef struct rpc_channel_opts {
+  const char *tls_ca_file;    /* grpcs://: PEM CA bundle that verifies the
+                                 server; NULL = the system's CA store */
+  const char *tls_cert_file;  /* client certificate (PEM) for mutual TLS */
+  const char *tls_key_file;   /* its private key (PEM); NULL = in the
+                                 certificate file */
+  const char *const *headers; /* NULL-terminated list of "name=value"
+                                 metadata sent on every call */
+} rpc_channel_opts;
 
 typedef struct rpc_client_opts {
   size_t max_message_size; /* largest response message accepted; 0=64 MiB */
@@ -41,6 +64,9 @@ typedef struct rpc_client_opts {
    * stay silent (a server stream waiting for an event) opt out with
    * rpc_stream_set_idle_timeout(). */
   int idle_timeout_ms;
+  /* TLS material and metadata (borrowed; NULL = plain defaults). The TLS
+   * files are used by "grpcs://" targets only; headers by every target. */
+  const rpc_channel_opts *channel;
 } rpc_client_opts;
 
 /* Initialise libcurl (and OpenSSL under it) for the life of the process,
@@ -50,16 +76,28 @@ typedef struct rpc_client_opts {
  * DB_ENOMEM. */
 int rpc_client_global_init(void);
 
-/* target: "HOST:PORT" or "grpc://HOST:PORT" (copied). opts may be NULL.
- * *out owned by caller: rpc_client_free(). DB_EINVAL for a bad target. */
+/* target: "HOST:PORT", "grpc://HOST:PORT" (cleartext) or
+ * "grpcs://HOST[:PORT]" (TLS; port 443 by default), copied. opts may be
+ * NULL. *out owned by caller: rpc_client_free(). DB_EINVAL for a bad
+ * target or a bad opts->channel->headers entry (see
+ * rpc_client_header_parse). */
 int rpc_client_new(const char *target, const rpc_client_opts *opts,
                    rpc_client **out);
 void rpc_client_free(rpc_client *c); /* cancels running calls; NULL ok */
 
 /* Add a metadata header to every later call ("name", "value", both
  * copied). For -bin names pass the raw bytes' base64 yourself (see
- * rpc_b64_encode). */
+ * rpc_b64_encode). DB_EINVAL for a name rpc_client_header_parse would
+ * reject, or a value with bytes outside 0x20..0x7e. */
 int rpc_client_set_header(rpc_client *c, const char *name, const char *value);
+
+/* Split one metadata entry "name=value" (Bazel's --remote_header) at its
+ * first '=' into *name, lowercased, and *value (both malloc'd, caller
+ * frees; NULL on failure). DB_EINVAL when the name is empty, has a
+ * character outside [a-z0-9-_.], starts with "grpc-" or ':', or is one
+ * the transport sets itself (content-type, te, host, connection, ...), or
+ * when the value has a byte outside 0x20..0x7e; DB_ENOMEM. */
+int rpc_client_header_parse(const char *entry, char **name, char **value);
 
 /*
  * Callbacks of one call. ctx is passed through untouched.

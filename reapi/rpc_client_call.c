@@ -100,6 +100,60 @@ static int parse_h2_err(const char *errbuf, unsigned long *out) {
   return end != p + 5 && *end == ')';
 }
 
+/* 1 if curl's error is TLS's: the handshake, certificate verification or
+ * the client's own TLS files. */
+static int tls_error(const struct rpc_stream *s, CURLcode rc) {
+  switch (rc) {
+  case CURLE_PEER_FAILED_VERIFICATION:
+  case CURLE_SSL_CONNECT_ERROR:
+  case CURLE_SSL_CACERT_BADFILE:
+  case CURLE_SSL_CERTPROBLEM:
+  case CURLE_SSL_CIPHER:
+  case CURLE_SSL_CRL_BADFILE:
+  case CURLE_SSL_ISSUER_ERROR:
+  case CURLE_SSL_ENGINE_NOTFOUND:
+  case CURLE_SSL_ENGINE_SETFAILED:
+  case CURLE_SSL_ENGINE_INITFAILED:
+  case CURLE_SSL_SHUTDOWN_FAILED:
+  case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
+  case CURLE_SSL_INVALIDCERTSTATUS:
+#if LIBCURL_VERSION_NUM >= 0x074d00 /* 7.77.0 */
+  case CURLE_SSL_CLIENTCERT:
+#endif
+  case CURLE_USE_SSL_FAILED:
+    return 1;
+  case CURLE_RECV_ERROR:
+  case CURLE_SEND_ERROR:
+    /* With TLS 1.3 a server that refuses our certificate says so in an
+     * alert after the handshake: the first read fails ("OpenSSL SSL_read:
+     * ... SSL routines::tlsv13 alert certificate required"). A plain
+     * errno (connection reset) is no TLS matter. */
+    return s->c->tls && strstr(s->errbuf, "SSL routines") != NULL;
+  default:
+    return 0;
+  }
+}
+
+/* 1 if a TLS connection broke before the server answered anything on it:
+ * how a server that rejects our certificate (or wants one) looks to the
+ * calls that did not read its alert, or when it sent none. */
+static int tls_closed_unanswered(const struct rpc_stream *s, CURLcode rc) {
+  if (!s->c->tls || !(s->flags & S_READY) || s->got_headers ||
+      s->c->answered == s->conn_gen)
+    return 0;
+  switch (rc) {
+  case CURLE_HTTP2_STREAM:
+  case CURLE_HTTP2:
+  case CURLE_RECV_ERROR:
+  case CURLE_SEND_ERROR:
+  case CURLE_GOT_NOTHING:
+  case CURLE_PARTIAL_FILE:
+    return !strstr(s->errbuf, "(err "); /* not a stream reset */
+  default:
+    return 0;
+  }
+}
+
 void rpc_client__resolve_status(struct rpc_stream *s, CURLcode rc,
                                 rpc_status *out) {
   long http = 0;
@@ -132,6 +186,18 @@ void rpc_client__resolve_status(struct rpc_stream *s, CURLcode rc,
                       "stream ended inside a message (%zu of %zu bytes)",
                       s->in_msg ? s->rmsg_have : s->rpfx_have,
                       s->in_msg ? s->rmsg_len : (size_t)5);
+    return;
+  }
+  if (tls_error(s, rc)) {
+    rpc_status_setf(out, RPC_UNAVAILABLE, RPC_TLS_PREFIX "%s", why);
+    return;
+  }
+  if (tls_closed_unanswered(s, rc)) {
+    rpc_status_setf(out, RPC_UNAVAILABLE,
+                    RPC_TLS_PREFIX "connection closed right after the "
+                                   "handshake, before any answer (client "
+                                   "certificate missing or rejected?): %s",
+                    why);
     return;
   }
   switch (rc) {
@@ -299,6 +365,16 @@ static int hdr_is(const char *line, size_t len, const char *name, size_t nlen,
 #define HDR_IS(line, len, lit, val, vlen)                                      \
   hdr_is(line, len, lit, sizeof(lit) - 1, val, vlen)
 
+/* TLS: 1 if ALPN chose HTTP/2 for this response (status line in line). */
+static int negotiated_h2(struct rpc_stream *s, const char *line, size_t len) {
+  long v = 0;
+
+  if (curl_easy_getinfo(s->easy, CURLINFO_HTTP_VERSION, &v) == CURLE_OK &&
+      v != 0)
+    return v == CURL_HTTP_VERSION_2_0;
+  return len >= 7 && memcmp(line, "HTTP/2 ", 7) == 0;
+}
+
 /* Sees the response headers and, at the end, the trailers: grpc-status can
  * be in either block (Trailers-Only responses). */
 static size_t on_header(char *line, size_t size, size_t nmemb, void *ud) {
@@ -309,6 +385,18 @@ static size_t on_header(char *line, size_t size, size_t nmemb, void *ud) {
   s->last_io = rpc_now_ms();
   if (len >= 5 && memcmp(line, "HTTP/", 5) == 0) {
     s->got_headers = 1;
+    s->c->answered = s->conn_gen;
+    if (s->c->tls && !negotiated_h2(s, line, len)) {
+      /* gRPC needs HTTP/2: the server lacks "h2" in ALPN (a plain HTTPS
+       * server, or a proxy that speaks HTTP/1.1 to us). */
+      size_t n = strcspn(line, " \r\n");
+      rpc_client__set_local(s, RPC_UNAVAILABLE,
+                            RPC_TLS_PREFIX "the server did not negotiate "
+                                           "HTTP/2 over TLS (ALPN); it "
+                                           "answered %.*s",
+                            (int)n, line);
+      return 0;
+    }
     return len;
   }
   if (len < 12 || (line[0] != 'g' && line[0] != 'G'))
@@ -440,7 +528,9 @@ static int on_seek(void *ud, curl_off_t off, int origin) {
  * on the existing h2c connection but would speak HTTP/1.1 on a new one.
  * This callback keeps the latter from ever opening a socket: the transfer
  * fails before sending anything and dispatch() (rpc_client.c) sends it
- * again, first in line, with prior knowledge.
+ * again, first in line, with prior knowledge. A TLS client follows the
+ * same rule (one transfer opens the connection, S_PK), though all of its
+ * transfers use 2TLS and ALPN.
  */
 static curl_socket_t on_opensocket(void *ud, curlsocktype purpose,
                                    struct curl_sockaddr *a) {
@@ -473,8 +563,11 @@ static int on_prereq(void *ud, char *conn_primary_ip, char *conn_local_ip,
   struct rpc_stream *s = ud;
 
   s->flags |= S_READY;
-  if (s->flags & S_PK)
+  if (s->flags & S_PK) {
     s->c->conn = CONN_UP;
+    s->c->conn_gen++;
+  }
+  s->conn_gen = s->c->conn_gen;
   return CURL_PREREQFUNC_OK;
 }
 
@@ -536,6 +629,21 @@ struct rpc_stream *rpc_client__stream_create(rpc_client *c) {
   SET(CURLOPT_PREREQDATA, s);
   SET(CURLOPT_ERRORBUFFER, s->errbuf);
   SET(CURLOPT_PRIVATE, (void *)s);
+  if (c->tls) {
+    /* Verification is curl's default; say so rather than rely on it. */
+    SET(CURLOPT_SSL_VERIFYPEER, 1L);
+    SET(CURLOPT_SSL_VERIFYHOST, 2L);
+    if (c->tls_ca)
+      SET(CURLOPT_CAINFO, c->tls_ca);
+    if (c->tls_cert) {
+      SET(CURLOPT_SSLCERT, c->tls_cert);
+      SET(CURLOPT_SSLCERTTYPE, "PEM");
+    }
+    if (c->tls_key) {
+      SET(CURLOPT_SSLKEY, c->tls_key);
+      SET(CURLOPT_SSLKEYTYPE, "PEM");
+    }
+  }
   if (getenv("CARGO_DISTBUILD_RPC_TRACE")) /* curl's own trace */
     SET(CURLOPT_VERBOSE, 1L);
 #undef SET
@@ -568,6 +676,7 @@ void rpc_client__stream_reset(struct rpc_stream *s) {
   rpc_status_clear(&s->local);
   s->flags = 0;
   s->nproduced = 0;
+  s->conn_gen = 0;
   s->deadline = 0;
   s->idle_ms = 0;
   s->last_io = 0;

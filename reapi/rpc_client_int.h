@@ -22,7 +22,7 @@ enum {
   S_CANCEL = 1 << 2,  /* cancel requested, not yet finished */
   S_STREAM = 1 << 3,  /* client streaming: body comes from produce() */
   S_EOS = 1 << 4,     /* producer reported the end of the stream */
-  S_PK = 1 << 5,      /* sent with prior knowledge: may open the connection */
+  S_PK = 1 << 5,      /* may open the connection (h2c: prior knowledge) */
   S_READY = 1 << 6,   /* connected (pre-request callback ran) */
   S_REFUSED = 1 << 7, /* we refused it a new socket: dispatch again */
 };
@@ -38,11 +38,12 @@ struct rpc_stream {
   rpc_stream_cbs cbs;
   void *ctx;
   unsigned flags;
-  uint64_t seq;     /* start order, for failing queued calls */
-  int64_t deadline; /* rpc_now_ms() based; 0 = none */
-  int64_t idle_ms;  /* no byte moved this long: not responding; 0 = off */
-  int64_t last_io;  /* rpc_now_ms() of the call's last byte either way */
-  size_t nproduced; /* messages taken from produce() */
+  uint64_t seq;      /* start order, for failing queued calls */
+  int64_t deadline;  /* rpc_now_ms() based; 0 = none */
+  int64_t idle_ms;   /* no byte moved this long: not responding; 0 = off */
+  int64_t last_io;   /* rpc_now_ms() of the call's last byte either way */
+  uint64_t conn_gen; /* c->conn_gen of the connection it went out on */
+  size_t nproduced;  /* messages taken from produce() */
 
   /* Request: unary body (framed) or the current streamed message. */
   uint8_t *req;
@@ -71,8 +72,12 @@ struct rpc_stream {
 
 struct rpc_client {
   CURLM *multi;
-  char *base_url; /* "http://host:port" */
+  char *base_url; /* "http://host:port", or "https://..." with tls */
   size_t base_len;
+  int tls;      /* grpcs://: HTTP/2 by ALPN over TLS */
+  char *tls_ca; /* PEM files for curl (NULL = curl's default) */
+  char *tls_cert;
+  char *tls_key;
   size_t max_msg;
   long connect_ms;
   int64_t idle_ms;    /* default idle timeout of new calls; 0 = off */
@@ -85,6 +90,8 @@ struct rpc_client {
   int pending;
   int ncancel;       /* streams with S_CANCEL not yet finished */
   int conn;          /* CONN_* */
+  uint64_t conn_gen; /* connections opened so far (TLS diagnosis) */
+  uint64_t answered; /* conn_gen of the last one that sent a response */
   int fd;            /* the connection's socket, -1 if none */
   uint64_t seq;      /* last start sequence number */
   uint64_t fail_seq; /* fail queued calls up to this seq with fail_st */
@@ -92,6 +99,15 @@ struct rpc_client {
   int in_perform; /* inside curl_multi_perform (curl callbacks) */
   int closing;
 };
+
+/* ---- rpc_client_target.c ---- */
+
+/* "HOST:PORT", "grpc://HOST:PORT" or "grpcs://HOST[:PORT]": *url the base
+ * URL (malloc'd), *tls 1 for grpcs. 0, DB_EINVAL or DB_ENOMEM. */
+int rpc_client__parse_target(const char *target, char **url, int *tls);
+/* Copy ch's TLS files (for a TLS client) and add its headers (ch may be
+ * NULL). 0, DB_EINVAL (a bad header entry) or DB_ENOMEM. */
+int rpc_client__apply_channel(rpc_client *c, const rpc_channel_opts *ch);
 
 /* ---- rpc_client_call.c ---- */
 
