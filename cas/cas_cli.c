@@ -2,6 +2,7 @@
  * `cargo-distbuild cas run`: a standalone CAS + action cache endpoint.
  */
 #include "cas_cli.h"
+#include "cas_cli_sec.h"
 
 #include "cas_service.h"
 #include "cas_store.h"
@@ -70,20 +71,21 @@ int cas_cli_parse_sync(const char *s, int *mode) {
 
 static void usage(FILE *f) {
   fprintf(
-      f, "usage: cargo-distbuild cas run [--listen HOST:PORT] [--root DIR]\n"
-         "                               [--max-size SIZE] [--port-file F]\n"
-         "                               [--sync background|always]\n"
-         "  --listen     address to serve on (default 127.0.0.1:8981;\n"
-         "               port 0 picks a free port)\n"
-         "  --root       store directory (default ./.distbuild/cas)\n"
-         "  --max-size   size budget, e.g. 10G (default 10G)\n"
-         "  --port-file  write the bound port to this file once listening\n"
-         "  --sync       background (default): writes are durable within\n"
-         "               ~20 ms, one syncfs per burst; always: each write\n"
-         "               is fsync'd before it is acknowledged\n"
-         "Environment: CARGO_DISTBUILD_CAS_LISTEN, CARGO_DISTBUILD_CAS_ROOT,\n"
-         "CARGO_DISTBUILD_CAS_MAX_SIZE, CARGO_DISTBUILD_CAS_SYNC override the\n"
-         "defaults.\n");
+      f,
+      "usage: cargo-distbuild cas run [--listen HOST:PORT] [--root DIR]\n"
+      "                               [--max-size SIZE] [--port-file F]\n"
+      "                               [--sync background|always]\n"
+      "  --listen     address to serve on (default 127.0.0.1:8981;\n"
+      "               port 0 picks a free port)\n"
+      "  --root       store directory (default ./.distbuild/cas)\n"
+      "  --max-size   size budget, e.g. 10G (default 10G)\n"
+      "  --port-file  write the bound port to this file once listening\n"
+      "  --sync       background (default): writes are durable within\n"
+      "               ~20 ms, one syncfs per burst; always: each write\n"
+      "               is fsync'd before it is acknowledged\n" CAS_CLI_SEC_USAGE
+      "Environment: CARGO_DISTBUILD_CAS_LISTEN, CARGO_DISTBUILD_CAS_ROOT,\n"
+      "CARGO_DISTBUILD_CAS_MAX_SIZE, CARGO_DISTBUILD_CAS_SYNC override the\n"
+      "defaults.\n");
 }
 
 typedef struct run_ctx {
@@ -117,6 +119,7 @@ static int cas_run(int argc, char **argv) {
       {"max-size", required_argument, NULL, 'm'},
       {"port-file", required_argument, NULL, 'p'},
       {"sync", required_argument, NULL, 's'},
+      CAS_CLI_SEC_LONGOPTS,
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0}};
   const char *listen = getenv("CARGO_DISTBUILD_CAS_LISTEN");
@@ -130,9 +133,12 @@ static int cas_run(int argc, char **argv) {
   cas_service *svc = NULL;
   cas_store_stats stats;
   run_ctx ctx = {0};
+  cas_cli_sec sec;
+  rpc_server_opts ropts = {0};
   struct event *sigint = NULL, *sigterm = NULL;
   int opt, rc, ret = 1;
 
+  cas_cli_sec_init(&sec, "CARGO_DISTBUILD_CAS_");
   optind = 1;
   while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
     switch (opt) {
@@ -155,6 +161,8 @@ static int cas_run(int argc, char **argv) {
       usage(stdout);
       return 0;
     default:
+      if (cas_cli_sec_option(&sec, opt, optarg))
+        break;
       usage(stderr);
       return 2;
     }
@@ -188,7 +196,9 @@ static int cas_run(int argc, char **argv) {
   ctx.base = event_base_new();
   if (!ctx.base)
     goto out;
-  rc = rpc_server_new(ctx.base, NULL, &ctx.srv);
+  if (cas_cli_sec_apply(&sec, &ropts, "cas run") != 0)
+    goto out;
+  rc = rpc_server_new(ctx.base, &ropts, &ctx.srv);
   if (rc == 0)
     rc = cas_service_new(store, NULL, &svc);
   if (rc == 0)
@@ -235,6 +245,7 @@ out:
   if (ctx.base)
     event_base_free(ctx.base);
   cas_store_close(store);
+  cas_cli_sec_fini(&sec);
   return ret;
 }
 

@@ -6,6 +6,7 @@
 #include "sched_cli.h"
 
 #include "cas_cli.h"
+#include "cas_cli_sec.h"
 #include "cas_service.h"
 #include "cas_store.h"
 #include "db_err.h"
@@ -50,12 +51,14 @@ static void usage(FILE *f) {
           "always (fsync\n"
           "                         before each write is acknowledged)\n"
           "  --port-file F          write the bound gRPC port to F\n"
-          "  --http-port-file F     write the bound HTTP port to F\n"
+          "  --http-port-file F     write the bound HTTP port to "
+          "F\n" CAS_CLI_SEC_USAGE
           "Environment: CARGO_DISTBUILD_SCHEDULER_LISTEN, _CAS_DIR, "
           "_MAX_SIZE,\n"
           "_HTTP_LISTEN, _HEARTBEAT_MS, _QUEUE_TIMEOUT, _MAX_TIMEOUT, "
           "_ORPHAN_TIMEOUT,\n"
-          "_SYNC (prefix CARGO_DISTBUILD_SCHEDULER) override the defaults; "
+          "_SYNC, _TLS_CERT, _TLS_KEY, _TLS_CLIENT_CA, _AUTH_TOKEN_FILE\n"
+          "(prefix CARGO_DISTBUILD_SCHEDULER) override the defaults; "
           "flags\noverride both.\n");
 }
 
@@ -127,6 +130,7 @@ static int sched_run(int argc, char **argv) {
       {"port-file", required_argument, NULL, 'p'},
       {"http-port-file", required_argument, NULL, 'P'},
       {"sync", required_argument, NULL, 's'},
+      CAS_CLI_SEC_LONGOPTS,
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0}};
   const char *listen = env("CARGO_DISTBUILD_SCHEDULER_LISTEN");
@@ -148,11 +152,14 @@ static int sched_run(int argc, char **argv) {
   sched_http *http = NULL;
   cas_store_stats stats;
   run_ctx ctx = {0};
+  cas_cli_sec sec;
+  rpc_server_opts ropts = {0};
   struct event *sigint = NULL, *sigterm = NULL;
   int opt, rc, ret = 1;
   char *end;
   char murl[300], orphan[32];
 
+  cas_cli_sec_init(&sec, "CARGO_DISTBUILD_SCHEDULER_");
   optind = 1;
   while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
     switch (opt) {
@@ -193,6 +200,8 @@ static int sched_run(int argc, char **argv) {
       usage(stdout);
       return 0;
     default:
+      if (cas_cli_sec_option(&sec, opt, optarg))
+        break;
       usage(stderr);
       return 2;
     }
@@ -252,7 +261,9 @@ static int sched_run(int argc, char **argv) {
   if (!ctx.base)
     goto out;
   copts.exec_enabled = 1;
-  rc = rpc_server_new(ctx.base, NULL, &ctx.srv);
+  if (cas_cli_sec_apply(&sec, &ropts, "scheduler run") != 0)
+    goto out;
+  rc = rpc_server_new(ctx.base, &ropts, &ctx.srv);
   if (rc == 0)
     rc = cas_service_new(store, &copts, &svc);
   if (rc == 0)
@@ -329,6 +340,7 @@ out:
   if (ctx.base)
     event_base_free(ctx.base);
   cas_store_close(store);
+  cas_cli_sec_fini(&sec);
   return ret;
 }
 
