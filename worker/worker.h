@@ -20,6 +20,7 @@
 #include <stdint.h>
 
 #include "reapi_pb.h"
+#include "rpc_client.h"
 #include "sandbox.h"
 
 /* Default mount point of the input root inside the sandbox when neither the
@@ -31,8 +32,12 @@
 
 typedef struct worker_config {
   const char *id;            /* "worker-1" */
-  const char *scheduler;     /* "HOST:PORT" of the scheduler */
+  const char *scheduler;     /* "HOST:PORT" or "grpcs://HOST:PORT" */
   const char *instance_name; /* default instance for CAS calls ("") */
+  /* TLS material (used with a grpcs:// scheduler) and metadata headers for
+   * every connection to the scheduler: the session and each slot's CAS
+   * client. Strings borrowed; all NULL by default. */
+  rpc_channel_opts channel;
   int http_port;             /* /healthz + /metrics on 127.0.0.1; 0 = off */
   int slots;                 /* concurrent actions; >= 1 */
   const char *cache_dir;     /* local cache root (created) */

@@ -10,6 +10,7 @@
 #include "db_err.h"
 #include "db_log.h"
 #include "reapi_host.h"
+#include "rpc_client.h"
 #include "sandbox.h"
 #include "worker.h"
 #include "worker_cli.h"
@@ -43,7 +44,19 @@ static void usage(FILE *f) {
           "usage: cargo-distbuild worker run [options]\n"
           "  --id NAME             worker name (default worker-1)\n"
           "  --scheduler HOST:PORT scheduler endpoint (default "
-          "127.0.0.1:8980)\n"
+          "127.0.0.1:8980;\n"
+          "                        grpcs://HOST:PORT for TLS)\n"
+          "  --tls-ca FILE         PEM CA bundle that verifies a grpcs://\n"
+          "                        scheduler (default: the system's CAs)\n"
+          "  --tls-cert FILE       client certificate (PEM), for mutual "
+          "TLS\n"
+          "  --tls-key FILE        its private key (PEM; default: in\n"
+          "                        --tls-cert)\n"
+          "  --remote-header NAME=VALUE\n"
+          "                        metadata sent on every call to the\n"
+          "                        scheduler, e.g. \"authorization=Bearer "
+          "T\"\n"
+          "                        (repeatable)\n"
           "  --port N              serve /healthz and /metrics on "
           "127.0.0.1:N\n"
           "  --slots N             concurrent actions (default: CPUs)\n"
@@ -64,7 +77,11 @@ static void usage(FILE *f) {
           "  --nice N              added to the actions' niceness, 0-19\n"
           "                        (default 0)\n"
           "  --instance-name NAME  REAPI instance for CAS calls\n"
-          "  --sandbox MODE        namespaces (default) | none\n");
+          "  --sandbox MODE        namespaces (default) | none\n"
+          "Environment: CARGO_DISTBUILD_TLS_CA, _TLS_CERT, _TLS_KEY and\n"
+          "CARGO_DISTBUILD_REMOTE_HEADERS (NAME=VALUE lines), as for the\n"
+          "wrapper; flags override the TLS files and add headers. A token\n"
+          "in the environment stays out of ps.\n");
 }
 
 /* The shared libraries rustc and its linker driver load at run time. */
@@ -105,17 +122,83 @@ static int cmp_str(const void *a, const void *b) {
   return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
+/* A --tls-* file: readable now (a typo fails at start-up, not at every
+ * connection attempt), and absolute in buf, as --cache-dir. 0 or -1
+ * (reported). */
+static int tls_path(const char *flag, const char *v, char *buf, size_t n) {
+  char cwd[512];
+
+  if (access(v, R_OK) != 0) {
+    fprintf(stderr, "worker run: %s %s: %s\n", flag, v, strerror(errno));
+    return -1;
+  }
+  if (v[0] == '/' ? wk_pathf(buf, n, "%s", v) != 0
+                  : !getcwd(cwd, sizeof(cwd)) ||
+                        wk_pathf(buf, n, "%s/%s", cwd, v) != 0) {
+    fprintf(stderr, "worker run: cannot make %s absolute\n", flag);
+    return -1;
+  }
+  return 0;
+}
+
+static const char *env_or_null(const char *name) {
+  const char *v = getenv(name);
+  return v && *v ? v : NULL;
+}
+
+/* A --remote-header NAME=VALUE as rpc_client_new will take it. 0 or -1
+ * (reported without the value, which may be a secret). */
+static int check_header(const char *v) {
+  char *name = NULL, *value = NULL;
+  int rv = rpc_client_header_parse(v, &name, &value);
+
+  free(name);
+  free(value);
+  if (rv == 0)
+    return 0;
+  fprintf(stderr,
+          "worker run: bad --remote-header '%.*s=...': want NAME=VALUE with "
+          "NAME of [A-Za-z0-9-_.], not grpc-*, content-type, te or another "
+          "the transport sets, and VALUE printable ASCII\n",
+          (int)strcspn(v, "="), v);
+  return -1;
+}
+
 static int cmd_run(int argc, char **argv) {
   worker_config cfg;
-  const char **plat = NULL, **prefixes = NULL;
-  size_t nplat = 0, nprefixes = 0;
+  const char **plat = NULL, **prefixes = NULL, **headers = NULL;
+  const char *tls_ca = NULL, *tls_cert = NULL, *tls_key = NULL;
+  char *env_headers = NULL;
+  size_t nplat = 0, nprefixes = 0, nheaders = 0;
   char cache_dir[1024], err[512], isa_prop[96], cpu_prop[160];
+  char ca_abs[1024], cert_abs[1024], key_abs[1024];
   struct sigaction sa;
   int rv = 2;
 
   worker_config_defaults(&cfg);
   cfg.id = "worker-1";
   cache_dir[0] = '\0';
+  /* The wrapper's variables work here too; a token in the environment
+   * stays out of `ps`, unlike a --remote-header argument. */
+  tls_ca = env_or_null("CARGO_DISTBUILD_TLS_CA");
+  tls_cert = env_or_null("CARGO_DISTBUILD_TLS_CERT");
+  tls_key = env_or_null("CARGO_DISTBUILD_TLS_KEY");
+  if (env_or_null("CARGO_DISTBUILD_REMOTE_HEADERS")) {
+    env_headers = strdup(getenv("CARGO_DISTBUILD_REMOTE_HEADERS"));
+    if (!env_headers) {
+      rv = 1;
+      goto out;
+    }
+    for (char *save = NULL, *h = strtok_r(env_headers, "\n", &save); h;
+         h = strtok_r(NULL, "\n", &save)) {
+      if (check_header(h) != 0)
+        goto out;
+      if (push(&headers, &nheaders, h) != 0) {
+        rv = 1;
+        goto out;
+      }
+    }
+  }
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i], *v = NULL;
     const char *eq = strchr(a, '=');
@@ -153,7 +236,20 @@ static int cmd_run(int argc, char **argv) {
       push(&plat, &nplat, v);
     else if (!strcmp(flag, "--tree-prefix"))
       push(&prefixes, &nprefixes, v);
-    else if (!strcmp(flag, "--sandbox")) {
+    else if (!strcmp(flag, "--tls-ca"))
+      tls_ca = v;
+    else if (!strcmp(flag, "--tls-cert"))
+      tls_cert = v;
+    else if (!strcmp(flag, "--tls-key"))
+      tls_key = v;
+    else if (!strcmp(flag, "--remote-header")) {
+      if (check_header(v) != 0)
+        goto out;
+      if (push(&headers, &nheaders, v) != 0) {
+        rv = 1;
+        goto out;
+      }
+    } else if (!strcmp(flag, "--sandbox")) {
       if (sbx_mode_parse(v, &cfg.sandbox_mode) != 0) {
         fprintf(stderr, "worker run: --sandbox must be namespaces or none\n");
         goto out;
@@ -213,6 +309,20 @@ static int cmd_run(int argc, char **argv) {
     }
   }
   cfg.cache_dir = cache_dir;
+  if ((tls_ca && tls_path("--tls-ca", tls_ca, ca_abs, sizeof(ca_abs))) ||
+      (tls_cert &&
+       tls_path("--tls-cert", tls_cert, cert_abs, sizeof(cert_abs))) ||
+      (tls_key && tls_path("--tls-key", tls_key, key_abs, sizeof(key_abs))))
+    goto out;
+  cfg.channel.tls_ca_file = tls_ca ? ca_abs : NULL;
+  cfg.channel.tls_cert_file = tls_cert ? cert_abs : NULL;
+  cfg.channel.tls_key_file = tls_key ? key_abs : NULL;
+  cfg.channel.headers = headers;
+  if ((tls_ca || tls_cert || tls_key) && strncmp(cfg.scheduler, "grpcs://", 8))
+    fprintf(stderr,
+            "worker %s: --tls-* apply to a grpcs:// scheduler only; %s is "
+            "reached without TLS\n",
+            cfg.id, cfg.scheduler);
   if (!has_key(plat, nplat, "OSFamily"))
     push(&plat, &nplat, "OSFamily=linux");
   if (!has_key(plat, nplat, REAPI_HOST_ISA_KEY)) {
@@ -275,6 +385,8 @@ static int cmd_run(int argc, char **argv) {
 out:
   free(plat);
   free(prefixes);
+  free(headers);
+  free(env_headers);
   return rv;
 }
 

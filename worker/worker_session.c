@@ -194,6 +194,7 @@ static void *slot_main(void *arg) {
   cas_client *cas = NULL;
 
   o.instance_name = w->cfg->instance_name;
+  o.channel = &w->cfg->channel;
   if (cas_client_new(w->cfg->scheduler, &o, &cas) != 0) {
     DB_ERROR("worker", "slot %d: cannot create a CAS client", sa->slot);
     return NULL;
@@ -427,10 +428,32 @@ static void new_session_id(wk_worker *w) {
            (unsigned long long)(w->gen));
 }
 
+/* A failed connect is logged at debug level (the scheduler may just not
+ * be up yet), except for what retrying cannot fix: TLS and credentials.
+ * Those are warned about when the reason changes. */
+static void log_connect_failure(wk_worker *w, const conn_ctx *x, char *last,
+                                size_t cap) {
+  int lasting = x->code == RPC_UNAUTHENTICATED ||
+                x->code == RPC_PERMISSION_DENIED ||
+                !strncmp(x->msg, RPC_TLS_PREFIX, strlen(RPC_TLS_PREFIX));
+
+  if (lasting && strcmp(last, x->msg) != 0) {
+    DB_WARN("worker", "cannot connect to %s: %s %s; retrying",
+            w->cfg->scheduler, rpc_code_name(x->code), x->msg);
+    snprintf(last, cap, "%s", x->msg);
+    return;
+  }
+  DB_DEBUG("worker", "connect to %s failed: %s %s", w->cfg->scheduler,
+           rpc_code_name(x->code), x->msg);
+}
+
 static void session_loop(wk_worker *w) {
   rpc_client *rc = NULL;
+  rpc_client_opts ro = {0};
   int64_t backoff = 100;
+  char warned[256] = "";
 
+  ro.channel = &w->cfg->channel;
   while (!stopping(w)) {
     conn_ctx x = {0};
     rpc_stream_cbs cbs = {on_command, NULL, on_conn_done};
@@ -440,8 +463,9 @@ static void session_loop(wk_worker *w) {
     int64_t next_hb;
     int hb_failures = 0;
 
-    if (!rc && rpc_client_new(w->cfg->scheduler, NULL, &rc) != 0) {
-      DB_ERROR("worker", "bad scheduler address %s", w->cfg->scheduler);
+    if (!rc && rpc_client_new(w->cfg->scheduler, &ro, &rc) != 0) {
+      DB_ERROR("worker", "bad scheduler address %s or --remote-header",
+               w->cfg->scheduler);
       return;
     }
     pthread_mutex_lock(&w->mu);
@@ -494,9 +518,9 @@ static void session_loop(wk_worker *w) {
       DB_WARN("worker", "session %s ended: %s %s; reconnecting", w->session_id,
               rpc_code_name(x.code), x.msg);
       backoff = 100;
+      warned[0] = '\0';
     } else {
-      DB_DEBUG("worker", "connect to %s failed: %s %s", w->cfg->scheduler,
-               rpc_code_name(x.code), x.msg);
+      log_connect_failure(w, &x, warned, sizeof(warned));
     }
     nap(w, (int)backoff);
     backoff = backoff * 2 > 5000 ? 5000 : backoff * 2;
