@@ -16,6 +16,7 @@ import warnings
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                 "..", "pylib"))
 import reapi_py  # noqa: E402
+from test_pki import TestPki  # noqa: E402,F401
 
 import grpc  # noqa: E402
 
@@ -95,7 +96,10 @@ class Scheduler:
         self.port = int(_wait_file(pf, self.proc, timeout, "scheduler",
                                    self.logname))
         self.http_port = int(_read(hpf))
-        self.target = "127.0.0.1:%d" % self.port
+        # The test certificate names localhost, which TLS clients verify.
+        self.target = ("grpcs://localhost:%d" % self.port
+                       if "--tls-cert" in self.extra
+                       else "127.0.0.1:%d" % self.port)
         return self.target
 
     def stop(self, sig=signal.SIGTERM):
@@ -164,7 +168,8 @@ class Worker:
 class Cluster:
     """A scheduler and n workers in a temp dir."""
 
-    def __init__(self, binary, nworkers=2, worker_extra=(), sched_extra=()):
+    def __init__(self, binary, nworkers=2, worker_extra=(), sched_extra=(),
+                 client_creds=None):
         self.binary = binary
         self.dir = tempfile.mkdtemp(prefix="e2e-", dir=os.environ.get(
             "E2E_TMP", os.getcwd()))
@@ -177,7 +182,7 @@ class Cluster:
                        self.sched.target, worker_extra)
             w.start()
             self.workers.append(w)
-        self.client = Client(self.sched.target)
+        self.client = Client(self.sched.target, client_creds)
 
     def executions(self):
         return sum(w.metric("distbuild_worker_actions_run_total")
@@ -252,11 +257,15 @@ def tree_from_host(path, blobs, paths=None):
 
 
 class Client:
-    def __init__(self, target):
+    def __init__(self, target, creds=None):
+        """creds: grpc channel credentials for a grpcs:// target."""
         self.target = target
-        self.ch = grpc.insecure_channel(target, options=[
-            ("grpc.max_receive_message_length", 256 << 20),
-            ("grpc.max_send_message_length", 256 << 20)])
+        opts = [("grpc.max_receive_message_length", 256 << 20),
+                ("grpc.max_send_message_length", 256 << 20)]
+        if target.startswith("grpcs://"):
+            self.ch = grpc.secure_channel(target[8:], creds, options=opts)
+        else:
+            self.ch = grpc.insecure_channel(target, options=opts)
 
     def close(self):
         self.ch.close()
@@ -440,3 +449,4 @@ def check(cond, msg, cluster=None):
         if cluster is not None:
             print(cluster.dump())
         raise AssertionError(msg)
+
