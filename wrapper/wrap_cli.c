@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "db_err.h"
+#include "wrap_config.h"
 #include "wrap_serve.h"
 #include "wrap_sock.h"
 #include "wrap_stats.h"
@@ -53,6 +54,24 @@ static char *find_wrapper(void) {
     free(path);
   }
   return NULL;
+}
+
+/* Look the wrapper's settings up once, from here, and hand them to the
+ * wrappers in the environment: they run in every crate's directory, and a
+ * registry crate's is outside the workspace and its .distbuild/ (relative
+ * paths become absolute on the way). 0, or 1 after saying what is wrong. */
+static int export_config(void) {
+  wrap_config cfg;
+  char *why = NULL;
+  int rv = wrap_config_load(NULL, &cfg, &why);
+
+  if (rv == 0)
+    rv = wrap_config_export(&cfg);
+  if (rv != 0)
+    fprintf(stderr, "cargo-distbuild: %s\n", why ? why : db_strerror(rv));
+  wrap_config_clear(&cfg);
+  free(why);
+  return rv != 0;
 }
 
 /* The running cargo, for forward_signal. */
@@ -110,6 +129,8 @@ int wrap_cli_build(int argc, char **argv) {
       break;
     }
   }
+  if (export_config() != 0)
+    goto out;
   wrapper = find_wrapper();
   if (wrapper == NULL) {
     fprintf(stderr, "cargo-distbuild: cannot find cargo-distbuild-wrapper "

@@ -155,9 +155,9 @@ static int append_early(wrap_remote_result *res, char **paths, reapi_digest *dg,
  * everything. */
 void wrap_early_write(const Distbuild__Worker__V1__EarlyOutputs *eo,
                       const wrap_action *act, const char *target,
-                      int64_t stall_ms, cas_client **cas2,
-                      wrap_remote_result *res, wrap_remote_progress_fn progress,
-                      void *pctx) {
+                      const rpc_channel_opts *channel, int64_t stall_ms,
+                      cas_client **cas2, wrap_remote_result *res,
+                      wrap_remote_progress_fn progress, void *pctx) {
   int more = eo->stderr_prefix.len == 0;
   cas_blob_dst *dst = NULL;
   char **paths = NULL;
@@ -206,6 +206,7 @@ void wrap_early_write(const Distbuild__Worker__V1__EarlyOutputs *eo,
     cas_client_opts o = {0};
     o.timeout_ms = 60000;
     o.idle_timeout_ms = stall_ms;
+    o.channel = channel;
     rv = cas_client_new(target, &o, cas2);
   }
   if (rv == 0 && nd > 0)

@@ -43,12 +43,13 @@ void wrap_early_hit(const wrap_action *act, const PbActionResult *ar,
                     void *pctx);
 
 /* One relayed EarlyOutputs message: write its files (inline contents, else
- * fetched through *cas2, a second connection to target created on first
- * use, with stall_ms as its idle timeout, and owned by the caller). */
+ * fetched through *cas2, a second connection to target with channel's TLS
+ * material and headers (borrowed, may be NULL), created on first use, with
+ * stall_ms as its idle timeout, and owned by the caller). */
 void wrap_early_write(const Distbuild__Worker__V1__EarlyOutputs *eo,
                       const wrap_action *act, const char *target,
-                      int64_t stall_ms, cas_client **cas2,
-                      wrap_remote_result *res, wrap_remote_progress_fn progress,
-                      void *pctx);
+                      const rpc_channel_opts *channel, int64_t stall_ms,
+                      cas_client **cas2, wrap_remote_result *res,
+                      wrap_remote_progress_fn progress, void *pctx);
 
 #endif

@@ -40,7 +40,9 @@ typedef struct call {
   wrap_args *args;
   const char *crate;
   char *cache_dir;
-  char *target;
+  wrap_config cfg;    /* read once per call; its channel serves every
+                         connection the call makes */
+  const char *target; /* cfg.scheduler */
   int64_t start_ms;
   wrap_stat_rec rec;
   const wrap_action *act; /* the action being run remotely */
@@ -283,18 +285,22 @@ static int distributed(call *c, char **argv) {
   wrap_strv extra = {0}, missing = {0};
   const char *reason = NULL;
   const char *e;
+  char *why = NULL;
   int64_t timeout_s = 600, stall_s = STALL_S, built_ms = 0;
   int rv, code = 0, down;
 
-  c->target = wrap_config_scheduler(c->args->cwd);
-  if (c->target == NULL)
-    return fallback(c, argv, "out of memory");
+  rv = wrap_config_load(c->args->cwd, &c->cfg, &why);
+  if (rv != 0) {
+    code = fallback(c, argv, why ? why : db_strerror(rv));
+    free(why);
+    return code;
+  }
+  c->target = c->cfg.scheduler;
   (void)wrap_closure_record(c->args, c->cache_dir);
   if ((down = breaker_open(c)) != 0) {
-    char *why =
-        wrap_fmt("scheduler %s at %s (recently)",
-                 down == WRAP_SCHED_SILENT ? "not responding" : "unreachable",
-                 c->target);
+    why = wrap_fmt("scheduler %s at %s (recently)",
+                   down == WRAP_SCHED_SILENT ? "not responding" : "unreachable",
+                   c->target);
     code = fallback(c, argv, why ? why : "scheduler unreachable");
     free(why);
     return code;
@@ -310,7 +316,14 @@ static int distributed(call *c, char **argv) {
   if (rv == 0 && c->shared_dc != NULL)
     dc = c->shared_dc;
   if (rv == 0)
-    rv = wrap_remote_new(c->target, timeout_s * 1000, stall_s * 1000, &rem);
+    rv = wrap_remote_new(c->target, &c->cfg.channel, timeout_s * 1000,
+                         stall_s * 1000, &rem);
+  if (rv == DB_EINVAL) {
+    why = wrap_fmt("bad scheduler address %s", c->target);
+    code = fallback(c, argv, why ? why : db_strerror(rv));
+    free(why);
+    goto out;
+  }
   if (rv != 0) {
     code = fallback(c, argv, db_strerror(rv));
     goto out;
@@ -462,7 +475,7 @@ int wrap_exec_main_with(int argc, char **argv, wrap_dcache *dc,
   code = distributed(&c, argv);
 out:
   free(c.cache_dir);
-  free(c.target);
+  wrap_config_clear(&c.cfg);
   wrap_args_free(c.args);
   return code;
 }

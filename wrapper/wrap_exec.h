@@ -10,7 +10,8 @@
  *    code. Infrastructure failures fall back to a local rustc with one line
  *    saying why; compile errors are replayed like local rustc output.
  *
- * Environment: CARGO_DISTBUILD_SCHEDULER (see wrap_config.h),
+ * Environment: CARGO_DISTBUILD_SCHEDULER, _TLS_CA, _TLS_CERT, _TLS_KEY and
+ * _REMOTE_HEADERS (see wrap_config.h),
  * CARGO_DISTBUILD_LOG=quiet|error|warn|info|debug (progress lines are
  * info, fallback lines warn), CARGO_DISTBUILD_DISABLE=1 (always local),
  * CARGO_DISTBUILD_TIMEOUT (seconds per remote execution, default 600),

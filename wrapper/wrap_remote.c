@@ -34,14 +34,15 @@ typedef Build__Bazel__Remote__Execution__V2__ExecuteOperationMetadata EOMeta;
 
 struct wrap_remote {
   char *target;
+  const rpc_channel_opts *channel; /* borrowed */
   cas_client *cas;
   cas_client *cas2; /* early outputs, fetched while cas runs the stream */
   int64_t timeout_ms;
   int64_t stall_ms;
 };
 
-int wrap_remote_new(const char *target, int64_t timeout_ms, int64_t stall_ms,
-                    wrap_remote **out) {
+int wrap_remote_new(const char *target, const rpc_channel_opts *channel,
+                    int64_t timeout_ms, int64_t stall_ms, wrap_remote **out) {
   wrap_remote *r = calloc(1, sizeof(*r));
   cas_client_opts o = {0};
   int rv;
@@ -49,11 +50,13 @@ int wrap_remote_new(const char *target, int64_t timeout_ms, int64_t stall_ms,
   if (r == NULL)
     return DB_ENOMEM;
   r->target = strdup(target);
+  r->channel = channel;
   r->timeout_ms = timeout_ms > 0 ? timeout_ms : 600000;
   r->stall_ms = stall_ms > 0 ? stall_ms : 0;
   o.timeout_ms = 60000;
   o.idle_timeout_ms = r->stall_ms;
   o.max_inflight = 16;
+  o.channel = channel;
   rv = r->target ? cas_client_new(target, &o, &r->cas) : DB_ENOMEM;
   if (rv != 0) {
     wrap_remote_free(r);
@@ -111,18 +114,43 @@ static void reason(wrap_remote_result *res, const char *what,
            st->message ? st->message : "");
 }
 
-/* The scheduler did not answer: refused, reset, or silent (st may be
- * NULL). Sets res->sched_down and the reason. */
+/* The scheduler did not answer: refused, reset, silent, or TLS failed (st
+ * may be NULL). Sets res->sched_down and the reason. */
 static void sched_down(const wrap_remote *r, wrap_remote_result *res,
                        const rpc_status *st) {
   const char *m = st && st->message ? st->message : "UNAVAILABLE";
   size_t pl = strlen(RPC_NOT_RESPONDING);
   int silent = strncmp(m, RPC_NOT_RESPONDING, pl) == 0;
+  int tls = strncmp(m, RPC_TLS_PREFIX, strlen(RPC_TLS_PREFIX)) == 0;
   if (silent && strncmp(m + pl, ": ", 2) == 0)
     m += pl + 2; /* the reason says "not responding" already */
-  res->sched_down = silent ? WRAP_SCHED_SILENT : WRAP_SCHED_UNREACHABLE;
+  /* No breaker for TLS: it fails as fast as a breaker would, and every
+   * call's fallback line then says why instead of "(recently)". */
+  res->sched_down = tls      ? 0
+                    : silent ? WRAP_SCHED_SILENT
+                             : WRAP_SCHED_UNREACHABLE;
   snprintf(res->reason, sizeof(res->reason), "scheduler %s at %s (%s)",
            silent ? "not responding" : "unreachable", r->target, m);
+}
+
+/* 1 if the server refused our credentials (a missing or bad token, a
+ * certificate it does not accept for this call). */
+static int refused(const rpc_status *st) {
+  return st->code == RPC_UNAUTHENTICATED || st->code == RPC_PERMISSION_DENIED;
+}
+
+/* A CAS call failed with rv: the reason from its last status. */
+static void cas_failed(const wrap_remote *r, wrap_remote_result *res,
+                       const char *what, int rv) {
+  const rpc_status *st = cas_client_last_status(r->cas);
+  if (rv == DB_EUNAVAIL)
+    sched_down(r, res, st);
+  else if (refused(st))
+    reason(res, what, st); /* the code, not "protocol error" */
+  else
+    snprintf(res->reason, sizeof(res->reason), "%s: %s (%s)", what,
+             db_strerror(rv),
+             st->message ? st->message : rpc_code_name(st->code));
 }
 
 /* Download the outputs of ar (only paths the action declared), then
@@ -175,13 +203,7 @@ static int fetch_outputs(wrap_remote *r, const wrap_action *act,
     res->down_raw += raw;
     res->down_wire += wire;
     if (rv != 0) {
-      const rpc_status *st = cas_client_last_status(r->cas);
-      if (rv == DB_EUNAVAIL)
-        sched_down(r, res, st);
-      else
-        snprintf(res->reason, sizeof(res->reason),
-                 "downloading outputs failed: %s (%s)", db_strerror(rv),
-                 st && st->message ? st->message : rpc_code_name(st->code));
+      cas_failed(r, res, "downloading outputs failed", rv);
       goto out;
     }
   }
@@ -315,15 +337,8 @@ static int upload(wrap_remote *r, const wrap_action *act,
   res->up_raw += raw;
   res->up_wire += wire;
   res->up_blobs = tn + 2;
-  if (rv != 0) {
-    const rpc_status *st = cas_client_last_status(r->cas);
-    if (rv == DB_EUNAVAIL)
-      sched_down(r, res, st);
-    else
-      snprintf(res->reason, sizeof(res->reason), "CAS upload failed: %s (%s)",
-               db_strerror(rv),
-               st && st->message ? st->message : rpc_code_name(st->code));
-  }
+  if (rv != 0)
+    cas_failed(r, res, "CAS upload failed", rv);
   free(all);
   return rv;
 }
@@ -401,8 +416,8 @@ static void early_from_metadata(exec_ctx *x, const Google__Protobuf__Any *m) {
     eo = distbuild__worker__v1__early_outputs__unpack(NULL, a->value.len,
                                                       a->value.data);
     if (eo) {
-      wrap_early_write(eo, x->act, x->r->target, x->r->stall_ms, &x->r->cas2,
-                       x->res, x->progress, x->pctx);
+      wrap_early_write(eo, x->act, x->r->target, x->r->channel, x->r->stall_ms,
+                       &x->r->cas2, x->res, x->progress, x->pctx);
       distbuild__worker__v1__early_outputs__free_unpacked(eo, NULL);
     }
   }
@@ -591,7 +606,10 @@ again:
     if (x.st.code == RPC_UNAVAILABLE && (x.op_name == NULL || x.silent))
       sched_down(r, res, &x.st);
     else
-      reason(res, x.done ? "execution failed" : "execution stream broken",
+      reason(res,
+             x.done           ? "execution failed"
+             : refused(&x.st) ? "execution refused"
+                              : "execution stream broken",
              &x.st);
     rv = missing_blobs_rpc(&x.st) ? DB_ENOTFOUND : DB_EUNAVAIL;
     goto out;

@@ -19,6 +19,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "rpc_client.h"
 #include "wrap_action.h"
 
 enum { WRAP_REMOTE_HIT = 1, WRAP_REMOTE_EXECUTED = 2 };
@@ -67,12 +68,17 @@ typedef struct wrap_remote wrap_remote;
 typedef int (*wrap_remote_progress_fn)(void *ctx, const char *stage,
                                        const wrap_remote_result *r);
 
-/* target "HOST:PORT" (copied). timeout_ms bounds one Execute. stall_ms
- * (0 = never): a call that moves nothing for this long fails, and an
- * Execute stream quiet for half of it is checked with a probe call that
- * must be answered within stall_ms; either failure is WRAP_SCHED_SILENT. */
-int wrap_remote_new(const char *target, int64_t timeout_ms, int64_t stall_ms,
-                    wrap_remote **out);
+/* target "HOST:PORT" or "grpcs://HOST:PORT" (copied). channel: TLS
+ * material and metadata headers for every connection (borrowed: it must
+ * outlive r, which connects again for early outputs; NULL = none).
+ * timeout_ms bounds one Execute. stall_ms (0 = never): a call that moves
+ * nothing for this long fails, and an Execute stream quiet for half of it
+ * is checked with a probe call that must be answered within stall_ms;
+ * either failure is WRAP_SCHED_SILENT. A TLS failure (RPC_TLS_PREFIX)
+ * sets no sched_down: it is as quick to meet again, and each fallback
+ * line then names it. DB_EINVAL for a bad target. */
+int wrap_remote_new(const char *target, const rpc_channel_opts *channel,
+                    int64_t timeout_ms, int64_t stall_ms, wrap_remote **out);
 void wrap_remote_free(wrap_remote *r); /* NULL ok */
 
 /* Run act remotely. Returns WRAP_REMOTE_HIT, WRAP_REMOTE_EXECUTED or a
