@@ -196,6 +196,7 @@ static int large_phase(cas_client *c, int k, const uint8_t *buf, size_t len,
 
 int main(int argc, char **argv) {
   cas_client_opts o = {0};
+  rpc_channel_opts ch = {0};
   cas_client *c = NULL;
   size_t nsmall = 100000, large = 64u << 20, small = 1024;
   uint8_t *big[2] = {NULL, NULL};
@@ -206,8 +207,8 @@ int main(int argc, char **argv) {
 
   if (argc < 2) {
     fprintf(stderr,
-            "usage: %s HOST:PORT [--small N] [--large-mb M] "
-            "[--level L] [--inflight K]\n",
+            "usage: %s HOST:PORT|grpcs://HOST:PORT [--small N] "
+            "[--large-mb M] [--level L] [--inflight K] [--tls-ca FILE]\n",
             argv[0]);
     return 2;
   }
@@ -220,7 +221,10 @@ int main(int argc, char **argv) {
       level = atoi(argv[i + 1]);
     else if (!strcmp(argv[i], "--inflight"))
       o.max_inflight = atoi(argv[i + 1]);
+    else if (!strcmp(argv[i], "--tls-ca"))
+      ch.tls_ca_file = argv[i + 1];
   }
+  o.channel = &ch;
   if (nsmall == 0 || large == 0) {
     fprintf(stderr, "cas_bench: --small and --large-mb must be positive\n");
     return 2;

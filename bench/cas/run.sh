@@ -7,6 +7,8 @@
 # /tmp). The store fdatasyncs every blob, so on a real disk the 1 KiB
 # upload rows measure the disk; use CAS_BENCH_TMP=/dev/shm to measure the
 # client and the wire.
+# CAS_BENCH_TLS=1 serves TLS (grpcs://, a throw-away certificate made with
+# openssl) instead of h2c; bench/cas/tls.sh runs both and compares them.
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 src=$(cd "$here/../.." && pwd)
@@ -28,9 +30,19 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
+tls_srv= tls_cli= scheme=
+if [ -n "${CAS_BENCH_TLS:-}" ]; then
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+    -days 1 -subj /CN=localhost -addext subjectAltName=DNS:localhost \
+    -keyout "$tmp/key.pem" -out "$tmp/cert.pem" 2>/dev/null
+  tls_srv="--tls-cert $tmp/cert.pem --tls-key $tmp/key.pem"
+  tls_cli="--tls-ca $tmp/cert.pem"
+  scheme=grpcs://
+fi
+# shellcheck disable=SC2086
 CARGO_DISTBUILD_LOG=${CARGO_DISTBUILD_LOG:-warn} \
   "$build/cargo-distbuild" cas run --listen 127.0.0.1:0 --root "$tmp/store" \
-  --port-file "$tmp/port" &
+  --port-file "$tmp/port" $tls_srv &
 pid=$!
 i=0
 while [ ! -s "$tmp/port" ]; do
@@ -39,4 +51,7 @@ while [ ! -s "$tmp/port" ]; do
   sleep 0.02
 done
 port=$(cat "$tmp/port")
-no_proxy='*' "$build/cas_bench" "127.0.0.1:$port" "$@"
+host=127.0.0.1
+[ -n "$scheme" ] && host=localhost # the name the certificate carries
+# shellcheck disable=SC2086
+no_proxy='*' "$build/cas_bench" "$scheme$host:$port" "$@" $tls_cli
