@@ -25,8 +25,51 @@ void rpct_server_stop(void) {
   }
 }
 
+/* 1 when every thread of pid is stopped ('T' in /proc/PID/task/TID/stat). */
+static int all_threads_stopped(pid_t pid) {
+  char path[64], buf[512];
+  struct dirent *e;
+  DIR *d;
+  int stopped = 1, seen = 0;
+
+  snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
+  d = opendir(path);
+  if (!d)
+    return 0;
+  while (stopped && (e = readdir(d)) != NULL) {
+    FILE *f;
+    char *rp;
+    if (e->d_name[0] == '.')
+      continue;
+    snprintf(path, sizeof(path), "/proc/%d/task/%.20s/stat", (int)pid,
+             e->d_name);
+    f = fopen(path, "r");
+    if (!f)
+      continue; /* the thread just exited */
+    if (fgets(buf, sizeof(buf), f) && (rp = strrchr(buf, ')')) != NULL) {
+      seen++;
+      stopped = rp[1] == ' ' && (rp[2] == 'T' || rp[2] == 't');
+    }
+    fclose(f);
+  }
+  closedir(d);
+  return stopped && seen > 0;
+}
+
 int rpct_server_signal(int sig) {
-  return rpct_server_pid > 0 ? kill(rpct_server_pid, sig) : -1;
+  int i;
+
+  if (rpct_server_pid <= 0 || kill(rpct_server_pid, sig) != 0)
+    return -1;
+  /* kill() only queues the stop: a thread of the server that is running
+   * or waking up may still answer a request sent right after. Wait until
+   * the kernel shows all of them stopped. */
+  for (i = 0; sig == SIGSTOP && i < 2000; i++) {
+    if (all_threads_stopped(rpct_server_pid))
+      return 0;
+    usleep(1000);
+  }
+  return sig == SIGSTOP ? -1 : 0;
 }
 
 /* Start the server on port (0 = any); returns its port or exits. */
