@@ -124,6 +124,7 @@ class Cluster:
         self.client = None
         self.created = []
         self.port = None
+        self.pki = None  # a test_pki.TestPki: TLS, client certs, a token
 
     def start(self):
         docker("image", "inspect", IMAGE)
@@ -132,12 +133,23 @@ class Cluster:
         docker("volume", "create", "--label", "cargo-distbuild-test=" +
                self.p, self.vol)
         self.start_sched()
+        tls = []
+        if self.pki:
+            # The token travels in the environment, the PEM files through a
+            # read-only mount, as container/README.md shows.
+            tls = ["-v", self.pki.dir + ":/pki:ro", "-e",
+                   "CARGO_DISTBUILD_REMOTE_HEADERS=authorization=Bearer " +
+                   self.pki.token]
         for w in self.workers:
             docker("run", "-d", "--name", w, "--hostname", w, "--network",
                    self.net, "--label", "cargo-distbuild-test=" + self.p,
-                   *WORKER_PRIV, IMAGE, "worker", "run", "--id", w,
-                   "--scheduler", "sched:8980", "--port", "6001",
-                   "--cache-dir", "/var/lib/cargo-distbuild/worker")
+                   *WORKER_PRIV, *tls, IMAGE, "worker", "run", "--id", w,
+                   "--scheduler", ("grpcs://sched:8980" if self.pki
+                                   else "sched:8980"), "--port", "6001",
+                   "--cache-dir", "/var/lib/cargo-distbuild/worker",
+                   *(["--tls-ca", "/pki/ca.pem", "--tls-cert",
+                      "/pki/client.pem", "--tls-key", "/pki/client.key"]
+                     if self.pki else []))
         self.wait_workers(2)
         for w in self.workers:
             line = self.logs(w).splitlines()[0]
@@ -151,7 +163,12 @@ class Cluster:
                "--network-alias", "sched", "--label",
                "cargo-distbuild-test=" + self.p, "-v",
                self.vol + ":/var/lib/cargo-distbuild/cas", "-p",
-               "127.0.0.1::8980", IMAGE, "scheduler", "run")
+               "127.0.0.1::8980",
+               *(["-v", self.pki.dir + ":/pki:ro"] if self.pki else []),
+               IMAGE, "scheduler", "run",
+               *(["--tls-cert", "/pki/server.pem", "--tls-key",
+                  "/pki/server.key", "--tls-client-ca", "/pki/ca.pem",
+                  "--auth-token-file", "/pki/tokens"] if self.pki else []))
         self.connect()
 
     def connect(self):
@@ -169,7 +186,9 @@ class Cluster:
         self.port = port
         if self.client:
             self.client.close()
-        self.client = e2e_lib.Client("127.0.0.1:%d" % port)
+        self.client = (e2e_lib.Client("grpcs://localhost:%d" % port,
+                                      self.pki.creds()) if self.pki else
+                       e2e_lib.Client("127.0.0.1:%d" % port))
         while time.time() < deadline:
             try:
                 self.client.find_missing([])
@@ -215,6 +234,8 @@ class Cluster:
             docker("rm", "-f", "-v", *ids, check=False)
         docker("network", "rm", self.net, check=False)
         docker("volume", "rm", "-f", self.vol, check=False)
+        if self.pki:
+            shutil.rmtree(self.pki.dir, ignore_errors=True)
 
 
 def ok(r, c, what=""):
@@ -609,11 +630,22 @@ def _cargo_build(c, h, base):
     assert seen == set(c.workers), seen
 
 
+def case_tls(c):
+    """Scheduler and workers in containers over mutual TLS with a bearer
+    token (files mounted read-only, the token in the environment); the
+    host's client uses TLS too. Actions run on both workers."""
+    for w in c.workers:
+        assert "connected to grpcs://sched:8980" in c.logs(w), c.logs(w)
+    assert "client certificates required; bearer token required" in \
+        c.logs(c.sched), c.logs(c.sched)
+    case_exec(c)
+
+
 CASES = {"exec": case_exec, "worker_kill": case_worker_kill,
          "worker_pause": case_worker_pause,
          "worker_partition": case_worker_partition,
          "sched_restart": case_sched_restart,
-         "cargo_build": case_cargo_build}
+         "cargo_build": case_cargo_build, "tls": case_tls}
 
 
 def main():
@@ -629,6 +661,15 @@ def main():
         build_images()
         return 0
     c = Cluster()
+    if CASE == "tls":
+        sys.path.insert(0, os.path.join(ROOT, "tests", "pylib"))
+        from test_pki import TestPki
+        d = tempfile.mkdtemp(prefix="cdbt-pki-")
+        c.pki = TestPki(d, names=("sched", "localhost"))
+        # The scheduler runs as an unprivileged user in its container.
+        os.chmod(d, 0o755)
+        for f in os.listdir(d):
+            os.chmod(os.path.join(d, f), 0o644)
     try:
         t = time.time()
         c.start()

@@ -8,7 +8,9 @@ class TestPki:
     and a client certificate, made with the openssl command; plus a
     bearer-token file. Paths are attributes."""
 
-    def __init__(self, d, token="e2e-token-1"):
+    def __init__(self, d, token="e2e-token-1", names=("localhost",)):
+        """names: DNS names the server certificate carries (besides
+        127.0.0.1)."""
         os.makedirs(d, exist_ok=True)
         self.dir = d
         self.token = token
@@ -29,7 +31,8 @@ class TestPki:
             run("req", "-x509", *ec, "-days", "2", "-subj", "/CN=e2e-ca",
                 "-keyout", key, "-out", ca)
         with open(j("san.ext"), "w") as f:
-            f.write("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
+            f.write("subjectAltName=%s,IP:127.0.0.1\n" %
+                    ",".join("DNS:" + n for n in names))
         for name, crt, key, ext in (
                 ("localhost", self.cert, self.key, ["-extfile", j("san.ext")]),
                 ("e2e-client", self.client_cert, self.client_key, [])):
