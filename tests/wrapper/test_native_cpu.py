@@ -21,7 +21,8 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from test_wrapper_e2e import Fail, check, edge_case, finish  # noqa: E402
+from test_wrapper_e2e import (Fail, check, edge_case, finish,  # noqa: E402
+                              make_crate)
 
 LIB = """
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
@@ -34,15 +35,6 @@ pub fn scale(v: &mut [f64], k: f64) {
 }
 """
 NATIVE = {"RUSTFLAGS": "-C target-cpu=native"}
-
-
-def make_crate(path):
-    os.makedirs(os.path.join(path, "src"))
-    with open(os.path.join(path, "Cargo.toml"), "w") as f:
-        f.write('[package]\nname = "nat"\nversion = "0.1.0"\n'
-                'edition = "2021"\n\n[lib]\npath = "src/lib.rs"\n')
-    with open(os.path.join(path, "src", "lib.rs"), "w") as f:
-        f.write(LIB)
 
 
 def rlib(ws):
@@ -74,7 +66,7 @@ def main():
     base, cl, E, ws = setup
     ok = False
     try:
-        make_crate(ws)
+        make_crate(ws, "nat", LIB)
         cl.start_scheduler(extra=["--queue-timeout", "5"])
         start_worker(cl, "same-cpu")
         joined = [l for l in cl.sched_log().splitlines()

@@ -21,20 +21,12 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "..", "pylib"))
 from test_pki import TestPki  # noqa: E402
-from test_wrapper_e2e import Fail, check, edge_case, finish  # noqa: E402
+from test_wrapper_e2e import (Fail, check, edge_case, finish,  # noqa: E402
+                              make_crate)
 
 LIB = "pub fn add(a: u32, b: u32) -> u32 {\n    a + b\n}\n"
 TLS_ENV = ("CARGO_DISTBUILD_TLS_CA", "CARGO_DISTBUILD_TLS_CERT",
            "CARGO_DISTBUILD_TLS_KEY", "CARGO_DISTBUILD_REMOTE_HEADERS")
-
-
-def make_crate(path):
-    os.makedirs(os.path.join(path, "src"))
-    with open(os.path.join(path, "Cargo.toml"), "w") as f:
-        f.write('[package]\nname = "tlsdemo"\nversion = "0.1.0"\n'
-                'edition = "2021"\n\n[lib]\npath = "src/lib.rs"\n')
-    with open(os.path.join(path, "src", "lib.rs"), "w") as f:
-        f.write(LIB)
 
 
 def edit(ws, n):
@@ -56,7 +48,7 @@ def main():
     pki = TestPki(os.path.join(base, "pki"))
     ok = False
     try:
-        make_crate(ws)
+        make_crate(ws, "tlsdemo", LIB)
         cl.start_scheduler(extra=[
             "--tls-cert", pki.cert, "--tls-key", pki.key, "--tls-client-ca",
             pki.ca, "--auth-token-file", pki.tokens])

@@ -208,6 +208,16 @@ def edge_case(prefix):
     return base, cl, Env(bindir, base, cl), os.path.join(base, "ws")
 
 
+def make_crate(path, name, lib):
+    """A one-library package at path: Cargo.toml and src/lib.rs = lib."""
+    os.makedirs(os.path.join(path, "src"))
+    with open(os.path.join(path, "Cargo.toml"), "w") as f:
+        f.write('[package]\nname = "%s"\nversion = "0.1.0"\n'
+                'edition = "2021"\n\n[lib]\npath = "src/lib.rs"\n' % name)
+    with open(os.path.join(path, "src", "lib.rs"), "w") as f:
+        f.write(lib)
+
+
 def finish(cl, base, ok, logs=()):
     """Stop the cluster; on failure print the tail of each log (relative to
     base); remove base."""
