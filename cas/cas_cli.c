@@ -200,6 +200,8 @@ static int cas_run(int argc, char **argv) {
     goto out;
   rc = rpc_server_new(ctx.base, &ropts, &ctx.srv);
   if (rc == 0)
+    rc = cas_cli_sec_watch(&sec, ctx.base, ctx.srv);
+  if (rc == 0)
     rc = cas_service_new(store, NULL, &svc);
   if (rc == 0)
     rc = cas_service_register(svc, ctx.srv);
@@ -242,10 +244,10 @@ out:
     event_free(sigterm);
   rpc_server_free(ctx.srv);
   cas_service_free(svc);
+  cas_cli_sec_fini(&sec); /* its SIGHUP event, before the base */
   if (ctx.base)
     event_base_free(ctx.base);
   cas_store_close(store);
-  cas_cli_sec_fini(&sec);
   return ret;
 }
 

@@ -5,7 +5,9 @@
 #include "db_log.h"
 
 #include <errno.h>
+#include <event2/event.h>
 #include <openssl/crypto.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -134,53 +136,107 @@ out:
   return rv;
 }
 
-int cas_cli_sec_apply(cas_cli_sec *s, rpc_server_opts *o, const char *prog) {
+/* The token file's tokens into *out (NULL when there is no token file).
+ * On failure, why (n bytes) says what is wrong. */
+static int load_tokens(const cas_cli_sec *s, char ***out, char *why, size_t n) {
   char *text = NULL;
-  int rv = 0;
+  int rv;
+
+  *out = NULL;
+  if (!s->token_file)
+    return 0;
+  rv = read_text(s->token_file, &text);
+  if (rv != 0) {
+    snprintf(why, n, "cannot read --auth-token-file %s: %s", s->token_file,
+             rv == DB_EIO ? strerror(errno) : db_strerror(rv));
+    return rv;
+  }
+  rv = cas_cli_sec_parse_tokens(text, out);
+  if (rv != 0)
+    snprintf(why, n, "--auth-token-file %s: %s", s->token_file,
+             rv == DB_EINVAL ? "holds no token" : db_strerror(rv));
+  OPENSSL_cleanse(text, strlen(text));
+  free(text);
+  return rv;
+}
+
+/* o's TLS files and tokens from s. */
+static void fill_opts(const cas_cli_sec *s, char **tokens, rpc_server_opts *o) {
+  o->tls_cert_file = s->tls_cert;
+  o->tls_key_file = s->tls_key;
+  o->tls_client_ca_file = s->tls_client_ca;
+  o->auth_tokens = (const char *const *)tokens;
+}
+
+/* One line that says how clients must connect. */
+static void describe(const cas_cli_sec *s, const char *what) {
+  size_t n = 0;
+
+  while (s->tokens && s->tokens[n])
+    n++;
+  DB_INFO("security", "%s%s; %s", what,
+          !s->tls_cert       ? "plaintext h2c (grpc://)"
+          : s->tls_client_ca ? "TLS (grpcs://), client certificates required"
+                             : "TLS (grpcs://)",
+          n ? "bearer token required" : "no authorization");
+}
+
+int cas_cli_sec_apply(cas_cli_sec *s, rpc_server_opts *o, const char *prog) {
+  char why[512];
+  int rv;
 
   if ((s->tls_key || s->tls_client_ca) && !s->tls_cert) {
     fprintf(stderr, "%s: --tls-key and --tls-client-ca need --tls-cert\n",
             prog);
     return DB_EINVAL;
   }
-  o->tls_cert_file = s->tls_cert;
-  o->tls_key_file = s->tls_key;
-  o->tls_client_ca_file = s->tls_client_ca;
-  if (!s->token_file)
-    goto out;
-  rv = read_text(s->token_file, &text);
+  rv = load_tokens(s, &s->tokens, why, sizeof(why));
   if (rv != 0) {
-    fprintf(stderr, "%s: cannot read --auth-token-file %s: %s\n", prog,
-            s->token_file, rv == DB_EIO ? strerror(errno) : db_strerror(rv));
-    goto out;
+    fprintf(stderr, "%s: %s\n", prog, why);
+    return rv;
   }
-  rv = cas_cli_sec_parse_tokens(text, &s->tokens);
-  if (rv != 0) {
-    fprintf(stderr, "%s: --auth-token-file %s: %s\n", prog, s->token_file,
-            rv == DB_EINVAL ? "holds no token" : db_strerror(rv));
-    goto out;
+  fill_opts(s, s->tokens, o);
+  describe(s, "");
+  return 0;
+}
+
+static void on_hup(evutil_socket_t sig, short what, void *arg) {
+  cas_cli_sec *s = arg;
+  rpc_server_opts o = {0};
+  char **tokens = NULL;
+  char why[512];
+
+  (void)sig;
+  (void)what;
+  if (load_tokens(s, &tokens, why, sizeof(why)) != 0) {
+    DB_ERROR("security", "SIGHUP: %s; keeping the previous settings", why);
+    return;
   }
-  o->auth_tokens = (const char *const *)s->tokens;
-out:
-  if (rv == 0) {
-    size_t n = 0;
-    while (s->tokens && s->tokens[n])
-      n++;
-    /* One line that says how clients must connect. */
-    DB_INFO("security", "%s; %s",
-            !s->tls_cert       ? "plaintext h2c (grpc://)"
-            : s->tls_client_ca ? "TLS (grpcs://), client certificates required"
-                               : "TLS (grpcs://)",
-            n ? "bearer token required" : "no authorization");
+  fill_opts(s, tokens, &o);
+  if (rpc_server_reload_security(s->srv, &o) != 0) {
+    DB_ERROR("security", "SIGHUP: reload failed (above); keeping the "
+                         "previous settings");
+    cas_cli_sec_tokens_free(tokens);
+    return;
   }
-  if (text) {
-    OPENSSL_cleanse(text, strlen(text));
-    free(text);
-  }
-  return rv;
+  cas_cli_sec_tokens_free(s->tokens);
+  s->tokens = tokens;
+  describe(s, "SIGHUP: reloaded the certificate files and tokens: ");
+}
+
+int cas_cli_sec_watch(cas_cli_sec *s, struct event_base *base,
+                      rpc_server *srv) {
+  s->srv = srv;
+  s->hup = evsignal_new(base, SIGHUP, on_hup, s);
+  if (!s->hup || event_add(s->hup, NULL) != 0)
+    return DB_ENOMEM;
+  return 0;
 }
 
 void cas_cli_sec_fini(cas_cli_sec *s) {
+  if (s->hup)
+    event_free(s->hup);
+  s->hup = NULL;
   cas_cli_sec_tokens_free(s->tokens);
   s->tokens = NULL;
 }

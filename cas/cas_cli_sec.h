@@ -38,11 +38,17 @@ enum {
   "  --auth-token-file FILE require \"authorization: Bearer <token>\" "        \
   "on every\n"                                                                 \
   "                         call, with one of the file's tokens (one per "     \
-  "line)\n"
+  "line)\n"                                                                    \
+  "                         SIGHUP reads the TLS files and tokens again\n"
+
+struct event;
+struct event_base;
 
 typedef struct cas_cli_sec {
   const char *tls_cert, *tls_key, *tls_client_ca, *token_file; /* borrowed */
-  char **tokens; /* owned: loaded by cas_cli_sec_apply */
+  char **tokens;     /* owned: loaded by cas_cli_sec_apply, and on SIGHUP */
+  struct event *hup; /* owned: cas_cli_sec_watch */
+  rpc_server *srv;   /* borrowed */
 } cas_cli_sec;
 
 /* Defaults from env_prefix + "TLS_CERT", "TLS_KEY", "TLS_CLIENT_CA" and
@@ -57,7 +63,14 @@ int cas_cli_sec_option(cas_cli_sec *s, int opt, const char *value);
  * returns DB_EINVAL / DB_EIO / DB_ENOMEM on failure; 0 otherwise. */
 int cas_cli_sec_apply(cas_cli_sec *s, rpc_server_opts *o, const char *prog);
 
-/* Free the loaded tokens (scrubbed first). */
+/* On SIGHUP, read the token file and the TLS files again and hand them to
+ * srv (rpc_server_reload_security): rotation without a restart. A file
+ * that cannot be used keeps the previous settings; both outcomes are
+ * logged. srv and base are borrowed and must outlive s's event (freed by
+ * cas_cli_sec_fini). 0 or DB_ENOMEM. */
+int cas_cli_sec_watch(cas_cli_sec *s, struct event_base *base, rpc_server *srv);
+
+/* Free the loaded tokens (scrubbed first) and the SIGHUP event. */
 void cas_cli_sec_fini(cas_cli_sec *s);
 
 /* Parse token-file text: one token per line, surrounding blanks trimmed,

@@ -550,20 +550,9 @@ int rpc_server_new(struct event_base *base, const rpc_server_opts *opts,
   rv = setup_callbacks(srv);
   if (rv != 0)
     goto fail;
-  if (srv->opts.tls_cert_file) {
-    rv = rpc__tls_ctx_new(&srv->opts, &srv->tls);
-    if (rv != 0)
-      goto fail;
-  } else if (srv->opts.tls_key_file || srv->opts.tls_client_ca_file) {
-    DB_ERROR(LOG_COMP, "a TLS key or client CA needs a TLS certificate too");
-    rv = DB_EINVAL;
+  rv = rpc__security_apply(srv, &srv->opts, 1);
+  if (rv != 0)
     goto fail;
-  }
-  if (srv->opts.auth_tokens) {
-    rv = rpc__auth_init(srv, srv->opts.auth_tokens);
-    if (rv != 0)
-      goto fail;
-  }
   /* The caller's strings are not ours to keep. */
   srv->opts.tls_cert_file = srv->opts.tls_key_file = NULL;
   srv->opts.tls_client_ca_file = NULL;

@@ -104,6 +104,14 @@ typedef struct rpc_server_opts {
 int rpc_server_new(struct event_base *base, const rpc_server_opts *opts,
                    rpc_server **out);
 
+/* Replace the TLS certificate, key, client CA and accepted tokens with
+ * opts' (the other fields are ignored), e.g. on SIGHUP: certificate or
+ * token rotation without a restart. New connections and calls see the new
+ * settings; open TLS connections keep their session. All or nothing: on
+ * failure the old settings stay and the reason is logged. TLS cannot be
+ * turned on or off (DB_EINVAL). Loop thread only. 0, DB_EINVAL, DB_ENOMEM. */
+int rpc_server_reload_security(rpc_server *srv, const rpc_server_opts *opts);
+
 /* Register a method (copied). Unknown paths answer UNIMPLEMENTED.
  * DB_EEXIST if path is already registered. */
 int rpc_server_add_method(rpc_server *srv, const rpc_method *m);

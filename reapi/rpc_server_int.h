@@ -211,9 +211,10 @@ ssize_t rpc__tls_recv(rpc_conn *c, uint8_t *buf, size_t n);
 int rpc__tls_send(rpc_conn *c);
 /* Decrypted bytes buffered inside OpenSSL, which poll cannot see. */
 int rpc__tls_pending(const rpc_conn *c);
-/* Keep digests of tokens (NULL-terminated, at least one, none empty).
- * 0, DB_EINVAL or DB_ENOMEM. */
-int rpc__auth_init(rpc_server *srv, const char *const *tokens);
+/* Build the TLS context and token digests o asks for and put them in
+ * place of srv's (all or nothing; the reason is logged). After start-up
+ * (initial 0), TLS cannot be turned on or off. 0, DB_EINVAL, DB_ENOMEM. */
+int rpc__security_apply(rpc_server *srv, const rpc_server_opts *o, int initial);
 /* NULL when authz (the request's "authorization" value, may be NULL)
  * carries an accepted bearer token, else why not (static text). */
 const char *rpc__auth_check(const rpc_server *srv, const char *authz);

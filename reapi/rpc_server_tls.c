@@ -271,25 +271,77 @@ static void token_hash(const char *tok, size_t len, unsigned char out[32]) {
   EVP_Digest(tok, len, out, &n, EVP_sha256(), NULL);
 }
 
-int rpc__auth_init(rpc_server *srv, const char *const *tokens) {
-  size_t n = 0, i;
+/* Digests of tokens (NULL-terminated, at least one, none empty) into
+ * *out (malloc'd) and *n. 0, DB_EINVAL or DB_ENOMEM. */
+static int auth_digests(const char *const *tokens, unsigned char (**out)[32],
+                        size_t *n) {
+  unsigned char(*d)[32] = NULL;
+  size_t k = 0, i;
 
-  while (tokens[n])
-    n++;
-  if (n == 0)
+  *out = NULL;
+  *n = 0;
+  while (tokens[k])
+    k++;
+  if (k == 0)
     return DB_EINVAL;
-  srv->auth = calloc(n, sizeof(*srv->auth));
-  if (!srv->auth)
+  d = calloc(k, sizeof(*d));
+  if (!d)
     return DB_ENOMEM;
   /* Only digests are kept, and compared in constant time: neither a core
    * dump nor response timing gives a token away. */
-  for (i = 0; i < n; i++) {
-    if (!tokens[i][0])
+  for (i = 0; i < k; i++) {
+    if (!tokens[i][0]) {
+      free(d);
       return DB_EINVAL;
-    token_hash(tokens[i], strlen(tokens[i]), srv->auth[i]);
+    }
+    token_hash(tokens[i], strlen(tokens[i]), d[i]);
   }
-  srv->nauth = n;
+  *out = d;
+  *n = k;
   return 0;
+}
+
+int rpc__security_apply(rpc_server *srv, const rpc_server_opts *o,
+                        int initial) {
+  SSL_CTX *ctx = NULL;
+  unsigned char(*auth)[32] = NULL;
+  size_t nauth = 0;
+  int rv = DB_EINVAL;
+
+  if (!o->tls_cert_file && (o->tls_key_file || o->tls_client_ca_file)) {
+    DB_ERROR(LOG_COMP, "a TLS key or client CA needs a TLS certificate too");
+    goto out;
+  }
+  if (!initial && !o->tls_cert_file != !srv->tls) {
+    /* Clients were told grpc:// or grpcs://; that is not ours to change. */
+    DB_ERROR(LOG_COMP, "TLS cannot be switched %s while serving",
+             srv->tls ? "off" : "on");
+    goto out;
+  }
+  if (o->tls_cert_file && (rv = rpc__tls_ctx_new(o, &ctx)) != 0)
+    goto out;
+  if (o->auth_tokens && (rv = auth_digests(o->auth_tokens, &auth, &nauth)))
+    goto out;
+  /* Connections already open keep their SSL, which holds its own
+   * reference to the old context; new ones get the new one. */
+  SSL_CTX_free(srv->tls);
+  srv->tls = ctx;
+  ctx = NULL;
+  free(srv->auth);
+  srv->auth = auth;
+  srv->nauth = nauth;
+  auth = NULL;
+  rv = 0;
+out:
+  SSL_CTX_free(ctx);
+  free(auth);
+  return rv;
+}
+
+int rpc_server_reload_security(rpc_server *srv, const rpc_server_opts *opts) {
+  if (!srv || !opts)
+    return DB_EINVAL;
+  return rpc__security_apply(srv, opts, 0);
 }
 
 const char *rpc__auth_check(const rpc_server *srv, const char *authz) {
