@@ -11,8 +11,13 @@ Cases:
              the scheduler keeps serving.
   config   - a scheduler with unusable TLS or token settings does not
              start and says why.
+  reload   - SIGHUP rotates the server certificate and the tokens without a
+             restart; unusable new files leave the old settings in place.
 """
 import os
+import signal
+import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -199,8 +204,91 @@ def case_config():
         check(want in out, "%s: %r not in:\n%s" % (args, want, out))
 
 
+def case_reload():
+    pki = TestPki(pki_dir())
+    c = secure_cluster(pki, nworkers=1)
+    local = "localhost:%d" % c.sched.port
+    failed = True
+
+    def caps(creds):
+        ch = grpc.secure_channel(local, creds)
+        try:
+            ch.unary_unary(CAPS)(b"", timeout=5)
+            return "OK"
+        except grpc.RpcError as e:
+            return "%s %s" % (e.code().name, e.details())
+        finally:
+            ch.close()
+
+    def hup(n):
+        c.sched.proc.send_signal(signal.SIGHUP)
+        deadline = time.time() + 10
+        while c.sched.log().count("SIGHUP:") < n:
+            check(time.time() < deadline, "no SIGHUP line", c)
+            time.sleep(0.05)
+        return c.sched.log().splitlines()[-1]
+
+    def run_action(what):
+        t = Tree({"f": what.encode()})
+        dg, _ = c.client.make_action(["/bin/cat", "f"], t)
+        r = c.client.execute(dg)
+        check(r.status.code == 0 and r.result.exit_code == 0,
+              "%s: %s" % (what, r), c)
+
+    def served_cert():
+        ctx = ssl.create_default_context(cafile=pki.ca)
+        ctx.load_cert_chain(pki.client_cert, pki.client_key)
+        ctx.set_alpn_protocols(["h2"])
+        with socket.create_connection(("127.0.0.1", c.sched.port), 5) as so:
+            with ctx.wrap_socket(so, server_hostname="localhost") as t:
+                return t.getpeercert(binary_form=True)
+
+    def file_cert():
+        with open(pki.cert) as f:
+            return ssl.PEM_cert_to_DER_cert(f.read())
+
+    try:
+        # A new server certificate (same CA): new connections get it, and
+        # the worker, whose slots open new connections, keeps working.
+        check(served_cert() == file_cert(), "serves the first certificate")
+        run_action("before the rotation")
+        first = file_cert()
+        pki.issue(pki.cert, pki.key, "localhost")
+        line = hup(1)
+        check("reloaded" in line, "reload logged: " + line, c)
+        check(served_cert() == file_cert() != first,
+              "new connections get the new certificate", c)
+        run_action("after the certificate rotation")
+        # Token rotation: the old token is refused, the new one accepted.
+        with open(pki.tokens, "w") as f:
+            f.write("rotated-token\n")
+        hup(2)
+        new = pki.creds(token="rotated-token")
+        old = pki.creds()
+        check(caps(new) == "OK", "the new token is accepted", c)
+        got = caps(old)
+        check(got.startswith("UNAUTHENTICATED invalid bearer token"),
+              "the old token is refused: " + got, c)
+        # Unusable files: the previous settings stay.
+        with open(pki.cert, "w") as f:
+            f.write("not a certificate\n")
+        line = hup(3)
+        check("keeping the previous settings" in line,
+              "a bad reload is refused: " + line, c)
+        check(caps(new) == "OK", "and the server still serves", c)
+        with open(pki.tokens, "w") as f:
+            f.write("# none\n")
+        line = hup(4)
+        check("holds no token" in line and "keeping" in line,
+              "an empty token file is refused: " + line, c)
+        check(caps(new) == "OK", "the rotated token still works", c)
+        failed = False
+    finally:
+        c.close(keep=failed)
+
+
 CASES = {"cluster": case_cluster, "refused": case_refused,
-         "config": case_config}
+         "config": case_config, "reload": case_reload}
 
 if __name__ == "__main__":
     CASES[sys.argv[2]]()
