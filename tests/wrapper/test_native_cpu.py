@@ -21,8 +21,8 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from test_wrapper_e2e import (Fail, check, edge_case, finish,  # noqa: E402
-                              make_crate)
+from test_wrapper_e2e import (Fail, check, make_crate,  # noqa: E402
+                              run_edge_case)
 
 LIB = """
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
@@ -59,74 +59,67 @@ def start_worker(cl, wid, extra=()):
     raise Fail("%s did not join" % wid)
 
 
+def scenario(base, cl, E, ws):
+    make_crate(ws, "nat", LIB)
+    cl.start_scheduler(extra=["--queue-timeout", "5"])
+    start_worker(cl, "same-cpu")
+    joined = [l for l in cl.sched_log().splitlines()
+              if "worker joined: same-cpu" in l][0]
+    check("host-cpu=" in joined,
+          "a worker advertises its CPU: " + joined.split("platform ")[1]
+          .split(";")[0])
+
+    print("1. native crate, worker on the same CPU")
+    p, st = E.distbuild(ws, NATIVE)
+    check(st["remote_executions"] == 1 and st["fallbacks"] == 0,
+          "it runs remotely (%d remote, %d fallbacks)"
+          % (st["remote_executions"], st["fallbacks"]))
+    remote = rlib(ws)
+    E.cargo(["clean", "-q"], ws)
+    E.cargo(["build", "--offline", "-q"], ws, NATIVE)
+    check(rlib(ws) == remote,
+          "the rlib is byte-identical to a local native build")
+
+    print("2. only a worker that claims another CPU")
+    cl.stop("same-cpu")
+    start_worker(cl, "other-cpu", ["--platform", "host-cpu=other"])
+    E.cargo(["clean", "-q"], ws)
+    p, st = E.distbuild(ws, NATIVE)
+    check(st["action_cache_hits"] == 1,
+          "the native action is still a cache hit for this client's CPU")
+    with open(os.path.join(ws, "src", "lib.rs"), "a") as f:
+        f.write("pub fn one() -> u32 { 1 }\n")
+    # The same-CPU worker left just now: the scheduler gives it the
+    # queue timeout (5 s) to come back before the action fails.
+    t = time.time()
+    p, st = E.distbuild(ws, NATIVE)
+    took = time.time() - t
+    check(st["fallbacks"] == 1 and st["remote_executions"] == 0,
+          "a changed native crate is not run on the other CPU "
+          "(%d fallback)" % st["fallbacks"])
+    check("no connected worker matches" in p.stdout and
+          "host-cpu=" in p.stdout,
+          "the fallback line says why: " + [
+              l for l in p.stdout.splitlines()
+              if "running rustc locally" in l][0].strip())
+    check(took < 20, "after the queue timeout, not longer (%.1fs)" % took)
+    with open(os.path.join(ws, "src", "lib.rs"), "a") as f:
+        f.write("pub fn two() -> u32 { 2 }\n")
+    t = time.time()
+    p, st = E.distbuild(ws, NATIVE)
+    took = time.time() - t
+    check(st["fallbacks"] == 1,
+          "once no same-CPU worker has been there for the queue "
+          "timeout, the next one falls back at once (%.1fs)" % took)
+    check(took < 4, "without waiting the timeout out again")
+    p, st = E.distbuild(ws)
+    check(st["remote_executions"] == 1 and st["fallbacks"] == 0,
+          "without native, the crate runs on that worker")
+
+
 def main():
-    setup = edge_case("distbuild-native-")
-    if setup is None:
-        return 77
-    base, cl, E, ws = setup
-    ok = False
-    try:
-        make_crate(ws, "nat", LIB)
-        cl.start_scheduler(extra=["--queue-timeout", "5"])
-        start_worker(cl, "same-cpu")
-        joined = [l for l in cl.sched_log().splitlines()
-                  if "worker joined: same-cpu" in l][0]
-        check("host-cpu=" in joined,
-              "a worker advertises its CPU: " + joined.split("platform ")[1]
-              .split(";")[0])
-
-        print("1. native crate, worker on the same CPU")
-        p, st = E.distbuild(ws, NATIVE)
-        check(st["remote_executions"] == 1 and st["fallbacks"] == 0,
-              "it runs remotely (%d remote, %d fallbacks)"
-              % (st["remote_executions"], st["fallbacks"]))
-        remote = rlib(ws)
-        E.cargo(["clean", "-q"], ws)
-        E.cargo(["build", "--offline", "-q"], ws, NATIVE)
-        check(rlib(ws) == remote,
-              "the rlib is byte-identical to a local native build")
-
-        print("2. only a worker that claims another CPU")
-        cl.stop("same-cpu")
-        start_worker(cl, "other-cpu", ["--platform", "host-cpu=other"])
-        E.cargo(["clean", "-q"], ws)
-        p, st = E.distbuild(ws, NATIVE)
-        check(st["action_cache_hits"] == 1,
-              "the native action is still a cache hit for this client's CPU")
-        with open(os.path.join(ws, "src", "lib.rs"), "a") as f:
-            f.write("pub fn one() -> u32 { 1 }\n")
-        # The same-CPU worker left just now: the scheduler gives it the
-        # queue timeout (5 s) to come back before the action fails.
-        t = time.time()
-        p, st = E.distbuild(ws, NATIVE)
-        took = time.time() - t
-        check(st["fallbacks"] == 1 and st["remote_executions"] == 0,
-              "a changed native crate is not run on the other CPU "
-              "(%d fallback)" % st["fallbacks"])
-        check("no connected worker matches" in p.stdout and
-              "host-cpu=" in p.stdout,
-              "the fallback line says why: " + [
-                  l for l in p.stdout.splitlines()
-                  if "running rustc locally" in l][0].strip())
-        check(took < 20, "after the queue timeout, not longer (%.1fs)" % took)
-        with open(os.path.join(ws, "src", "lib.rs"), "a") as f:
-            f.write("pub fn two() -> u32 { 2 }\n")
-        t = time.time()
-        p, st = E.distbuild(ws, NATIVE)
-        took = time.time() - t
-        check(st["fallbacks"] == 1,
-              "once no same-CPU worker has been there for the queue "
-              "timeout, the next one falls back at once (%.1fs)" % took)
-        check(took < 4, "without waiting the timeout out again")
-        p, st = E.distbuild(ws)
-        check(st["remote_executions"] == 1 and st["fallbacks"] == 0,
-              "without native, the crate runs on that worker")
-        ok = True
-    except Fail as e:
-        print("FAIL: %s" % e)
-    finally:
-        finish(cl, base, ok, ("sched/log", "same-cpu.log", "other-cpu.log"))
-    return 0 if ok else 1
+    return run_edge_case("distbuild-native-", scenario,
+                         ("sched/log", "same-cpu.log", "other-cpu.log"))
 
 
 if __name__ == "__main__":

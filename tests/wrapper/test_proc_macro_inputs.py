@@ -21,8 +21,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from test_wrapper_e2e import (Fail, check, diagnostics,  # noqa: E402
-                              edge_case, finish)
+from test_wrapper_e2e import check, diagnostics, run_edge_case  # noqa: E402
 
 FILES = {
     "Cargo.toml": '[workspace]\nmembers = ["pmac", "user", "plain"]\n'
@@ -72,60 +71,53 @@ def lines(out, word):
             if l.startswith("[distbuild] %s:" % word)]
 
 
+def scenario(base, cl, E, ws):
+    for rel, text in FILES.items():
+        write(ws, rel, text)
+    cl.start_scheduler()
+    cl.start_workers(1)
+
+    print("1. first compile: the remote failure is not reported")
+    p, st = E.distbuild(ws)
+    first = p.stdout
+    check(any("remote compile failed" in l for l in lines(p.stdout,
+                                                           "user")),
+          "user: %s" % lines(p.stdout, "user")[-1])
+    check(st["fallbacks"] == 1, "one fallback, the build succeeds")
+
+    print("2. after an edit: still local rustc's verdict")
+    write(ws, "user/src/lib.rs", "pub fn one() -> u32 {\n    1\n}\n", "a")
+    p, st = E.distbuild(ws)
+    check(any("uses proc-macros" in l for l in lines(p.stdout, "user")),
+          "user: %s" % lines(p.stdout, "user")[-1])
+    check(st["fallbacks"] == 1 and st["remote_executions"] == 0,
+          "the build succeeds through local rustc")
+
+    print("3. a harmless proc-macro user runs remotely")
+    check(any("compiled on" in l for l in lines(first, "plain")),
+          "plain: %s" % lines(first, "plain")[-1])
+
+    print("4. a genuine error: local rustc's diagnostics, not cached")
+    write(ws, "user/src/lib.rs",
+          'pub fn bad() -> u32 {\n    "not a number"\n}\n', "a")
+    lp = E.cargo(["build", "--offline"], ws,
+                 {"CARGO_TARGET_DIR": os.path.join(base, "local")},
+                 check_rc=False)
+    for attempt in (1, 2):
+        p, st = E.distbuild(ws, check_rc=False)
+        check(p.returncode != 0 and lp.returncode != 0 and
+              diagnostics(p.stdout) == diagnostics(lp.stdout),
+              "build %d fails with local rustc's diagnostics" % attempt)
+        check(st["action_cache_hits"] == 0 and
+              any("uses proc-macros" in l for l in lines(p.stdout,
+                                                         "user")),
+              "build %d: tried remotely again, no cached failure"
+              % attempt)
+
+
 def main():
-    setup = edge_case("distbuild-procmacro-")
-    if setup is None:
-        return 77
-    base, cl, E, ws = setup
-    ok = False
-    try:
-        for rel, text in FILES.items():
-            write(ws, rel, text)
-        cl.start_scheduler()
-        cl.start_workers(1)
-
-        print("1. first compile: the remote failure is not reported")
-        p, st = E.distbuild(ws)
-        first = p.stdout
-        check(any("remote compile failed" in l for l in lines(p.stdout,
-                                                               "user")),
-              "user: %s" % lines(p.stdout, "user")[-1])
-        check(st["fallbacks"] == 1, "one fallback, the build succeeds")
-
-        print("2. after an edit: still local rustc's verdict")
-        write(ws, "user/src/lib.rs", "pub fn one() -> u32 {\n    1\n}\n", "a")
-        p, st = E.distbuild(ws)
-        check(any("uses proc-macros" in l for l in lines(p.stdout, "user")),
-              "user: %s" % lines(p.stdout, "user")[-1])
-        check(st["fallbacks"] == 1 and st["remote_executions"] == 0,
-              "the build succeeds through local rustc")
-
-        print("3. a harmless proc-macro user runs remotely")
-        check(any("compiled on" in l for l in lines(first, "plain")),
-              "plain: %s" % lines(first, "plain")[-1])
-
-        print("4. a genuine error: local rustc's diagnostics, not cached")
-        write(ws, "user/src/lib.rs",
-              'pub fn bad() -> u32 {\n    "not a number"\n}\n', "a")
-        lp = E.cargo(["build", "--offline"], ws,
-                     {"CARGO_TARGET_DIR": os.path.join(base, "local")},
-                     check_rc=False)
-        for attempt in (1, 2):
-            p, st = E.distbuild(ws, check_rc=False)
-            check(p.returncode != 0 and lp.returncode != 0 and
-                  diagnostics(p.stdout) == diagnostics(lp.stdout),
-                  "build %d fails with local rustc's diagnostics" % attempt)
-            check(st["action_cache_hits"] == 0 and
-                  any("uses proc-macros" in l for l in lines(p.stdout,
-                                                             "user")),
-                  "build %d: tried remotely again, no cached failure"
-                  % attempt)
-        ok = True
-    except Fail as e:
-        print("FAIL: %s" % e)
-    finally:
-        finish(cl, base, ok, ("sched/log", "worker-1.log"))
-    return 0 if ok else 1
+    return run_edge_case("distbuild-procmacro-", scenario,
+                         ("sched/log", "worker-1.log"))
 
 
 if __name__ == "__main__":

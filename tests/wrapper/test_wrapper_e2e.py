@@ -230,6 +230,25 @@ def finish(cl, base, ok, logs=()):
     shutil.rmtree(base, ignore_errors=True)
 
 
+def run_edge_case(prefix, scenario, logs):
+    """Run scenario(base, cluster, env, workspace) with the edge_case()
+    set-up; a Fail is reported, and logs (relative to base) are printed on
+    failure. The exit code: 0, 1, or 77 when skipped."""
+    setup = edge_case(prefix)
+    if setup is None:
+        return 77
+    base, cl, E, ws = setup
+    ok = False
+    try:
+        scenario(base, cl, E, ws)
+        ok = True
+    except Fail as e:
+        print("FAIL: %s" % e)
+    finally:
+        finish(cl, base, ok, logs)
+    return 0 if ok else 1
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin-dir", required=True)
