@@ -177,8 +177,12 @@ def diagnostics(out):
     start = next(i for i, l in enumerate(lines) if l.startswith("error"))
     end = next(i for i, l in enumerate(lines)
                if l.startswith("error: could not compile"))
+    # cargo's own status lines ("   Compiling lib-parser ...") can fall
+    # between rustc's error and cargo's verdict when another crate starts in
+    # that window: timing, not diagnostics.
     return "\n".join(l for l in lines[start:end]
-                     if not l.startswith("[distbuild]"))
+                     if not l.startswith("[distbuild]")
+                     and not re.match(r"^ +[A-Z][a-z]+ ", l))
 
 
 def scratch_base(prefix):
@@ -393,7 +397,10 @@ def main():
         p, st = E.distbuild(ws, extra, check_rc=False)
         check(p.returncode != 0 and lp.returncode != 0, "non-zero exit")
         check(diagnostics(p.stdout) == diagnostics(lp.stdout),
-              "diagnostics identical to local rustc")
+              "diagnostics identical to local rustc" +
+              ("" if diagnostics(p.stdout) == diagnostics(lp.stdout) else
+               "\n--- local\n%s\n--- distbuild\n%s" %
+               (diagnostics(lp.stdout), diagnostics(p.stdout))))
         check(st["compile_errors"] == 1 and st["fallbacks"] == 0,
               "the error ran remotely")
         p, st = E.distbuild(ws, extra, check_rc=False)
