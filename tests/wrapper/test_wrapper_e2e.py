@@ -331,6 +331,18 @@ def main():
         check(st["action_cache_hits"] == 5 and artifacts(ws) == local and
               "client server: call" not in p.stdout,
               "5/5 hits without the client server too")
+        # The default level shows one line per hit; quiet shows none, and
+        # the report still comes.
+        E.cargo(["clean"], ws)
+        p, st = E.distbuild(ws)
+        check(p.stdout.count("[distbuild]") == 5, "default level: a line per "
+              "hit (%d)" % p.stdout.count("[distbuild]"))
+        E.cargo(["clean"], ws)
+        p, st = E.distbuild(ws, {"CARGO_DISTBUILD_LOG": "quiet"})
+        check(st["action_cache_hits"] == 5 and "[distbuild]" not in p.stdout
+              and "cargo-distbuild report" in p.stdout,
+              "CARGO_DISTBUILD_LOG=quiet: 5/5 hits, no progress line, "
+              "still the report")
 
         print("2b. cargo distbuild run / test / check", flush=True)
         p = E.run([os.path.join(bindir, "cargo-distbuild"), "distbuild",
@@ -530,6 +542,12 @@ def main():
         check(st["fallbacks"] == 5 and st["actions"] == 5,
               "5 fallbacks counted")
         check("unreachable" in p.stdout, "fallback reason printed")
+        E.cargo(["clean"], ws)
+        p, st = E.distbuild(ws, dict(extra, CARGO_DISTBUILD_LOG="quiet"))
+        rep = p.stdout[p.stdout.find("cargo-distbuild report"):]
+        check(st["fallbacks"] == 5 and "[distbuild]" not in p.stdout and
+              "unreachable" in rep,
+              "quiet: no fallback lines, the report still gives the reason")
         run = subprocess.run([os.path.join(ws, "target/debug/main-binary")],
                              capture_output=True, text=True, check=True)
         check(run.stdout.startswith("Howdy DistApp"), "binary still works")
