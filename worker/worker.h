@@ -68,10 +68,15 @@ typedef struct worker_config {
   /* Jobserver tokens shared by the actions' compilers (worker_jobs.h);
    * 0 = no jobserver. */
   unsigned jobs;
+  /* A download of at least fetch_min_bytes into the cache (the toolchain
+   * on a new worker) is split across up to fetch_threads connections and
+   * threads; 1 = one. */
+  int fetch_threads;
+  uint64_t fetch_min_bytes;
 } worker_config;
 
 /* Fill |cfg| with defaults (slots = jobs = number of CPUs, cache 10 GiB,
- * ...).
+ * fetch threads = CPUs up to 4, ...).
  * Strings point to static storage or stay NULL (id, scheduler). */
 void worker_config_defaults(worker_config *cfg);
 

@@ -42,6 +42,7 @@ struct wk_cache {
   size_t nbuckets, nentries;
   lru lists[2];
   uint64_t seq;
+  wk_fetch_opts fetch; /* set before use; read-only after */
 };
 
 static size_t key_hash(const reapi_digest *d, int exec, int kind) {
@@ -160,6 +161,10 @@ void wk_cache_path(const wk_cache *c, const reapi_digest *d, int exec,
 
 const char *wk_cache_dir(const wk_cache *c) {
   return c->dir;
+}
+
+void wk_cache_set_fetch(wk_cache *c, const wk_fetch_opts *o) {
+  c->fetch = *o;
 }
 
 /* Present an entry to its LRU list. Caller holds mu. */
@@ -464,10 +469,8 @@ int wk_cache_acquire(wk_cache *c, cas_client *cas, const wk_cache_want *w,
         dsts[ndl].mode = x->exec ? 0555 : 0444;
         ndl++;
       }
-      if (ndl && dl_rv == 0) {
-        uint64_t wire = 0;
-        dl_rv = cas_client_download(cas, dsts, ndl, &bytes, &wire);
-      }
+      if (ndl && dl_rv == 0)
+        dl_rv = wk_fetch_download(cas, &c->fetch, dsts, ndl, &bytes);
     }
   }
 

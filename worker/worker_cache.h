@@ -27,6 +27,7 @@
 
 #include "cas_client.h"
 #include "reapi_digest.h"
+#include "worker_fetch.h"
 
 typedef struct wk_cache wk_cache;
 
@@ -54,14 +55,20 @@ int wk_cache_open(const char *dir, uint64_t file_budget, uint64_t tree_budget,
 void wk_cache_close(wk_cache *c); /* NULL ok; nothing may be pinned */
 
 const char *wk_cache_dir(const wk_cache *c); /* borrowed */
+
+/* How wk_cache_acquire splits a large download across threads (copied;
+ * o->ctx must outlive the cache). Call before the cache is shared: the
+ * default is one thread, with the caller's client. */
+void wk_cache_set_fetch(wk_cache *c, const wk_fetch_opts *o);
+
 void wk_cache_get_stats(wk_cache *c, wk_cache_stats *out);
 
 /* Make every blob of w[0..n) present and pin it (duplicates allowed; each
- * occurrence is one pin). Missing blobs are downloaded with cas in one
- * cas_client_download call; blobs another thread is fetching are waited
- * for. On success release the same array with wk_cache_release(). On
- * failure nothing stays pinned: DB_ENOTFOUND when the CAS lacks a blob,
- * DB_EUNAVAIL / DB_EIO / ... otherwise. st may be NULL. */
+ * occurrence is one pin). Missing blobs are downloaded with cas (split
+ * across threads when large; see wk_cache_set_fetch); blobs another
+ * thread is fetching are waited for. On success release the same array with
+ * wk_cache_release(). On failure nothing stays pinned: DB_ENOTFOUND when the
+ * CAS lacks a blob, DB_EUNAVAIL / DB_EIO / ... otherwise. st may be NULL. */
 int wk_cache_acquire(wk_cache *c, cas_client *cas, const wk_cache_want *w,
                      size_t n, wk_fetch_stats *st);
 void wk_cache_release(wk_cache *c, const wk_cache_want *w, size_t n);

@@ -37,6 +37,9 @@ void worker_config_defaults(worker_config *cfg) {
   cfg->tree_min_bytes = 64ull << 20;
   cfg->pids_limit = 4096;
   cfg->inline_limit = 4096;
+  /* More threads than this gain little: the fetch becomes disk-bound. */
+  cfg->fetch_threads = cfg->slots < 4 ? cfg->slots : 4;
+  cfg->fetch_min_bytes = 32ull << 20;
 }
 
 static void usage(FILE *f) {
@@ -62,6 +65,9 @@ static void usage(FILE *f) {
           "  --slots N             concurrent actions (default: CPUs)\n"
           "  --jobs N              jobserver tokens the actions' compilers\n"
           "                        share (default: CPUs; 0 = none)\n"
+          "  --fetch-threads N     connections for a large download into\n"
+          "                        the cache, e.g. the toolchain\n"
+          "                        (default: CPUs, at most 4)\n"
           "  --platform K=V        platform property (repeatable; defaults\n"
           "                        OSFamily=linux, ISA of this machine,\n"
           "                        host-cpu=<this CPU's identity>)\n"
@@ -256,7 +262,8 @@ static int cmd_run(int argc, char **argv) {
       }
     } else if ((!strcmp(flag, "--port") || !strcmp(flag, "--slots") ||
                 !strcmp(flag, "--jobs") || !strcmp(flag, "--pids-limit") ||
-                !strcmp(flag, "--nice") || !strcmp(flag, "--tree-min-files")) &&
+                !strcmp(flag, "--fetch-threads") || !strcmp(flag, "--nice") ||
+                !strcmp(flag, "--tree-min-files")) &&
                wk_parse_size(v, &n) == 0 && n < (1u << 30)) {
       if (!strcmp(flag, "--port"))
         cfg.http_port = (int)n;
@@ -264,6 +271,8 @@ static int cmd_run(int argc, char **argv) {
         cfg.slots = (int)n;
       else if (!strcmp(flag, "--jobs"))
         cfg.jobs = (unsigned)n;
+      else if (!strcmp(flag, "--fetch-threads"))
+        cfg.fetch_threads = n > 0 ? (int)n : 1;
       else if (!strcmp(flag, "--pids-limit"))
         cfg.pids_limit = (uint32_t)n;
       else if (!strcmp(flag, "--nice"))

@@ -186,6 +186,16 @@ static void complete(wk_worker *w, cas_client *cas, const Assignment *a,
   free(buf);
 }
 
+/* wk_fetch_client_fn: a CAS client like each slot's, for the helper
+ * threads of a large download. */
+static int make_cas(void *ctx, cas_client **out) {
+  const worker_config *cfg = ctx;
+  cas_client_opts o = {0};
+  o.instance_name = cfg->instance_name;
+  o.channel = &cfg->channel;
+  return cas_client_new(cfg->scheduler, &o, out);
+}
+
 static void *slot_main(void *arg) {
   slot_arg *sa = arg;
   wk_worker *w = sa->w;
@@ -552,6 +562,11 @@ int worker_run(const worker_config *cfg, volatile sig_atomic_t *stop) {
   if (rv != 0) {
     DB_ERROR("worker", "cache %s: %s", cfg->cache_dir, db_strerror(rv));
     goto out;
+  }
+  {
+    wk_fetch_opts fo = {cfg->fetch_threads, cfg->fetch_min_bytes, make_cas,
+                        (void *)cfg};
+    wk_cache_set_fetch(w.cache, &fo);
   }
   snprintf(path, sizeof(path), "%s/actions", cfg->cache_dir);
   wk_rmrf(path);

@@ -3,6 +3,7 @@
  *   relpath      output/working-directory path validation
  *   cache_lru    LRU budget, pinned entries survive eviction
  *   cache_dedup  concurrent fetches of the same blobs: each fetched once
+ *   cache_parallel  a large fetch split across threads and clients
  *   materialize  hardlinks out of the cache, modes, writable dirs, trees
  *   outputs      files / directories (Tree messages) / symlinks, escaping
  *   jobs         the shared jobserver: implicit tokens, leaks and tampering
@@ -190,6 +191,102 @@ static void test_cache_dedup(void) {
           (unsigned long long)total, NBLOBS, NTHREADS);
   CHECK(total == NBLOBS);
   wk_cache_close(dcache);
+  cas_client_free(c);
+}
+
+/* ---- cache_parallel: a large fetch split across threads ---- */
+
+#define PBLOBS 24
+static int make_calls;
+
+static int make_ok(void *ctx, cas_client **out) {
+  (void)ctx;
+  __atomic_add_fetch(&make_calls, 1, __ATOMIC_SEQ_CST);
+  return cas_client_new(srv.target, NULL, out);
+}
+
+static int make_fail(void *ctx, cas_client **out) {
+  (void)ctx;
+  __atomic_add_fetch(&make_calls, 1, __ATOMIC_SEQ_CST);
+  *out = NULL;
+  return DB_EUNAVAIL;
+}
+
+/* Opens a new cache under tmp/name, fetches w[0..n) with the given split,
+ * checks every file's content against its digest, and returns the result
+ * of the acquire (the cache is closed again). */
+static int fetch_split(const char *name, const wk_cache_want *w, size_t n,
+                       int threads, uint64_t min_bytes, wk_fetch_client_fn fn,
+                       uint64_t *bytes) {
+  cas_client *c = client();
+  wk_cache *wc = NULL;
+  wk_fetch_stats fs = {0};
+  wk_fetch_opts fo = {threads, min_bytes, fn, NULL};
+  char dir[512];
+  int rv;
+
+  snprintf(dir, sizeof(dir), "%s/%s", tmp, name);
+  CHECK(wk_cache_open(dir, 0, 0, &wc) == 0);
+  wk_cache_set_fetch(wc, &fo);
+  make_calls = 0;
+  rv = wk_cache_acquire(wc, c, w, n, &fs);
+  for (size_t i = 0; i < n; i++) {
+    char path[4096];
+    uint8_t *b = NULL;
+    size_t len = 0;
+    reapi_digest got;
+    wk_cache_path(wc, &w[i].digest, 0, path, sizeof(path));
+    if (cas_test_read(path, &b, &len) != 0) {
+      CHECK(rv != 0); /* only a failed fetch may leave a blob out */
+      continue;
+    }
+    reapi_digest_of(b, len, &got);
+    CHECK(reapi_digest_eq(&got, &w[i].digest)); /* never a torn file */
+    free(b);
+  }
+  if (rv == 0) {
+    CHECK(fs.misses == n);
+    wk_cache_release(wc, w, n);
+  }
+  *bytes = fs.bytes;
+  wk_cache_close(wc);
+  cas_client_free(c);
+  return rv;
+}
+
+static void test_cache_parallel(void) {
+  cas_client *c = client();
+  static uint8_t buf[3 << 20];
+  wk_cache_want w[PBLOBS + 1];
+  uint64_t total = 0, got = 0;
+
+  /* Large blobs go through ByteStream, small ones in batches: both kinds
+   * end up in every group. */
+  for (int i = 0; i < PBLOBS; i++) {
+    size_t n = i % 4 == 0 ? (size_t)(1 << 20) + 4096 * (size_t)i
+                          : 3000 + 977 * (size_t)i;
+    cas_test_fill_random(buf, n, (uint64_t)i + 500);
+    put(c, buf, n, &w[i].digest);
+    w[i].exec = 0;
+    total += n;
+  }
+
+  /* Split in three: two helper clients, all blobs intact. */
+  CHECK(fetch_split("par3", w, PBLOBS, 3, 0, make_ok, &got) == 0);
+  CHECK(make_calls == 2 && got == total);
+  /* Under the size threshold: one thread, no helper. */
+  CHECK(fetch_split("par_small", w, PBLOBS, 3, total + 1, make_ok, &got) == 0);
+  CHECK(make_calls == 0 && got == total);
+  /* No helper client can be made: the caller's client fetches it all. */
+  CHECK(fetch_split("par_nohelp", w, PBLOBS, 4, 0, make_fail, &got) == 0);
+  CHECK(make_calls == 3 && got == total);
+  /* A blob the CAS lacks: "not found", the others complete or absent,
+   * nothing left pinned (the cache closes). */
+  reapi_digest_of("not in the CAS", 14, &w[PBLOBS].digest);
+  w[PBLOBS].exec = 0;
+  CHECK(fetch_split("par_missing", w, PBLOBS + 1, 3, 0, make_ok, &got) ==
+        DB_ENOTFOUND);
+  CHECK(make_calls == 2);
   cas_client_free(c);
 }
 
@@ -568,6 +665,8 @@ int main(int argc, char **argv) {
     test_cache_lru();
   else if (!strcmp(argv[1], "cache_dedup"))
     test_cache_dedup();
+  else if (!strcmp(argv[1], "cache_parallel"))
+    test_cache_parallel();
   else if (!strcmp(argv[1], "materialize"))
     test_materialize();
   else if (!strcmp(argv[1], "materialize_inline"))
