@@ -9,7 +9,7 @@ PKGS=(
   libzstd-dev libseccomp-dev libcap-dev libssl-dev libevent-dev libcmocka-dev
   protobuf-compiler python3 python3-protobuf python3-grpcio python3-grpc-tools
   python3-zstandard
-  clang-format bubblewrap zstd iproute2 curl openssl
+  clang-format bubblewrap zstd iproute2 curl openssl strace
 )
 
 missing=()

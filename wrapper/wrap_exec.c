@@ -384,6 +384,17 @@ static int distributed(call *c, char **argv) {
                     "remote compile failed and the crate uses proc-macros");
     goto out;
   }
+  code = res.exit_code;
+  /* Our line before rustc's output: cargo renders the diagnostics replayed
+   * below with many writes to the terminal that the line goes to, and a
+   * line written meanwhile would land in the middle of one of them. */
+  if (rv == WRAP_REMOTE_HIT)
+    say(DB_LOG_INFO, "%s: cache hit (saved %.2fs)", c->crate,
+        (double)res.exec_ms / 1000.0);
+  else
+    say(DB_LOG_INFO, "%s: %s on %s in %.2fs", c->crate,
+        code == 0 ? "compiled" : "compile error",
+        res.worker[0] ? res.worker : "worker", (double)res.exec_ms / 1000.0);
   (void)wrap_write_all(STDOUT_FILENO, res.out, res.out_len);
   if (res.early_released && res.err_len >= res.early_err_len &&
       memcmp(res.err, res.early_err, res.early_err_len) == 0)
@@ -393,18 +404,12 @@ static int distributed(call *c, char **argv) {
     write_filtered(STDERR_FILENO, res.err, res.err_len);
   else
     (void)wrap_write_all(STDERR_FILENO, res.err, res.err_len);
-  code = res.exit_code;
   if (rv == WRAP_REMOTE_HIT) {
     c->rec.saved_ms = res.exec_ms;
-    say(DB_LOG_INFO, "%s: cache hit (saved %.2fs)", c->crate,
-        (double)res.exec_ms / 1000.0);
     finish_rec(c, WRAP_KIND_HIT, code);
   } else {
     c->rec.exec_ms = res.exec_ms;
     c->rec.early = res.early_released;
-    say(DB_LOG_INFO, "%s: %s on %s in %.2fs", c->crate,
-        code == 0 ? "compiled" : "compile error",
-        res.worker[0] ? res.worker : "worker", (double)res.exec_ms / 1000.0);
     finish_rec(c, code == 0 ? WRAP_KIND_REMOTE : WRAP_KIND_ERROR, code);
   }
 out:

@@ -177,12 +177,8 @@ def diagnostics(out):
     start = next(i for i, l in enumerate(lines) if l.startswith("error"))
     end = next(i for i, l in enumerate(lines)
                if l.startswith("error: could not compile"))
-    # cargo's own status lines ("   Compiling lib-parser ...") can fall
-    # between rustc's error and cargo's verdict when another crate starts in
-    # that window: timing, not diagnostics.
     return "\n".join(l for l in lines[start:end]
-                     if not l.startswith("[distbuild]")
-                     and not re.match(r"^ +[A-Z][a-z]+ ", l))
+                     if not l.startswith("[distbuild]"))
 
 
 def scratch_base(prefix):
@@ -418,6 +414,18 @@ def main():
         p, st = E.distbuild(ws, extra, check_rc=False)
         check(st["compile_errors"] == 1 and st["action_cache_hits"] == 0,
               "failed action not cached")
+        # cargo renders the error it gets from the wrapper in many writes to
+        # the terminal our progress lines share, so the line must go out
+        # before the wrapper hands rustc's output over. strace slows every
+        # write down (20 ms) so that a line written after would land inside.
+        sp = E.run(["strace", "-f", "-o", "/dev/null", "-e", "trace=write",
+                    "-e", "inject=write:delay_exit=20000",
+                    os.path.join(bindir, "cargo-distbuild"), "distbuild",
+                    "build", "--offline"], ws, extra, check_rc=False)
+        check("lib_math: compile error on" in sp.stdout and
+              re.search(r".\[distbuild\]", sp.stdout) is None,
+              "the progress line never lands inside cargo's rendering of "
+              "the error")
         with open(src, "w") as f:
             f.write(orig)
 
