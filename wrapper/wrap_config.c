@@ -226,6 +226,9 @@ static int from_file(wrap_config *cfg, const char *path, const char *base,
       rv = src ? take(cfg, k, &v, base, src, why) : DB_ENOMEM;
       done[k] = 1;
       free(src);
+      if (rv == 0 && k == K_HEADERS &&
+          (cfg->headers_file = wrap_path_abs(path, NULL)) == NULL)
+        rv = DB_ENOMEM;
     }
     wrap_strv_free(&v);
   }
@@ -257,6 +260,16 @@ int wrap_config_load(const char *cwd, wrap_config *cfg, char **why) {
       rv = take(cfg, k, &v, cwd, k_settings[k].env, why);
     done[k] = 1;
     wrap_strv_free(&v);
+  }
+  /* The headers' file as `cargo distbuild` found it (rather than their
+   * values in the environment, where every build script would see them). */
+  e = getenv(WRAP_HEADERS_FILE_ENV);
+  if (rv == 0 && !done[K_HEADERS] && e != NULL && *e) {
+    int only[K_N];
+    for (int k = 0; k < K_N; k++)
+      only[k] = k != K_HEADERS;
+    rv = from_file(cfg, e, NULL, only, why);
+    done[K_HEADERS] = 1;
   }
   /* .distbuild/config.toml here and in every parent directory. */
   dir = rv == 0 ? wrap_path_abs(cwd ? cwd : ".", NULL) : NULL;
@@ -306,8 +319,16 @@ void wrap_config_clear(wrap_config *cfg) {
   free(cfg->tls_ca);
   free(cfg->tls_cert);
   free(cfg->tls_key);
+  free(cfg->headers_file);
   wrap_strv_free(&cfg->headers);
   memset(cfg, 0, sizeof(*cfg));
+}
+
+static int export_values(const char *const *val) {
+  for (int k = 0; k < K_N; k++)
+    if (val[k] != NULL && setenv(k_settings[k].env, val[k], 1) != 0)
+      return DB_ENOMEM;
+  return 0;
 }
 
 int wrap_config_export(const wrap_config *cfg) {
@@ -317,6 +338,11 @@ int wrap_config_export(const wrap_config *cfg) {
   size_t len = 0;
   int rv = 0;
 
+  if (cfg->headers_file != NULL) {
+    if (setenv(WRAP_HEADERS_FILE_ENV, cfg->headers_file, 1) != 0)
+      return DB_ENOMEM;
+    return export_values(val);
+  }
   for (size_t i = 0; i < cfg->headers.n; i++)
     len += strlen(cfg->headers.v[i]) + 1;
   if (len > 0) {
@@ -330,9 +356,7 @@ int wrap_config_export(const wrap_config *cfg) {
     }
     val[K_HEADERS] = headers;
   }
-  for (int k = 0; k < K_N && rv == 0; k++)
-    if (val[k] != NULL && setenv(k_settings[k].env, val[k], 1) != 0)
-      rv = DB_ENOMEM;
+  rv = export_values(val);
   free(headers);
   return rv;
 }

@@ -11,7 +11,9 @@
  *   headers          CARGO_DISTBUILD_REMOTE_HEADERS   remote_headers
  *
  * Each setting on its own: its environment variable when set and not
- * empty; else the key in the nearest .distbuild/config.toml of the working
+ * empty; for the headers, else the remote_headers key of the file named by
+ * CARGO_DISTBUILD_HEADERS_FILE (see wrap_config_export); else the key in
+ * the nearest .distbuild/config.toml of the working
  * directory or of a parent directory that has it; else in
  * $XDG_CONFIG_HOME/cargo-distbuild/config.toml (or ~/.config/...); else
  * the default (127.0.0.1:8980; no TLS files, no headers).
@@ -32,6 +34,8 @@
 #include "wrap_util.h"
 
 #define WRAP_DEFAULT_SCHEDULER "127.0.0.1:8980"
+/* Set by wrap_config_export: the config file to take the headers from. */
+#define WRAP_HEADERS_FILE_ENV "CARGO_DISTBUILD_HEADERS_FILE"
 
 typedef struct wrap_config {
   char *scheduler;       /* "host:port" or "grpcs://host:port"; never NULL */
@@ -39,7 +43,9 @@ typedef struct wrap_config {
   char *tls_ca;          /* absolute paths, or NULL */
   char *tls_cert;
   char *tls_key;
-  wrap_strv headers; /* "name=value", each valid; headers.v may be NULL */
+  wrap_strv headers;  /* "name=value", each valid; headers.v may be NULL */
+  char *headers_file; /* absolute path of the config file that gave the
+                         headers, or NULL (the environment, or none) */
   /* Points into the fields above, for cas_client_opts.channel. */
   rpc_channel_opts channel;
 } wrap_config;
@@ -54,7 +60,10 @@ void wrap_config_clear(wrap_config *cfg); /* resets to {0} */
 /* Put cfg's settings into this process's environment (variables of the
  * table above; the scheduler unless it is the default), so that programs
  * started from here see the same settings with absolute paths whatever
- * their working directory. 0 or DB_ENOMEM. */
+ * their working directory. Headers from a config file stay out of it (they
+ * may be credentials, and everything cargo starts would see them): only
+ * the file's path goes, as WRAP_HEADERS_FILE_ENV, which the lookup reads
+ * instead of searching. 0 or DB_ENOMEM. */
 int wrap_config_export(const wrap_config *cfg);
 
 /* The value of `key = ...` in TOML text (top level or any table; the first

@@ -7,7 +7,8 @@ requires client certificates and a bearer token (grpcs://).
 2. Without the token, or trusting another CA, the build still succeeds
    through local fallback, and the fallback line names the cause.
 3. The same settings from .distbuild/config.toml (relative paths, a
-   remote_headers array) work from a crate directory.
+   remote_headers array) work from a crate directory, and the token from
+   there is not in the environment of the build's build scripts.
 The worker takes its token from CARGO_DISTBUILD_REMOTE_HEADERS.
 
 Exit 77 = skipped.
@@ -100,12 +101,23 @@ def scenario(base, cl, E, ws):
                 'remote_headers = ["x-team=rust", '
                 '"authorization=Bearer %s"]\n' % (target, pki.token))
     edit(ws, 3)
+    # A build script shows what everything cargo starts can read.
+    dump = os.path.join(base, "build-script-env.txt")
+    with open(os.path.join(ws, "build.rs"), "w") as f:
+        f.write('fn main() {\n    let mut s = String::new();\n'
+                '    for (k, v) in std::env::vars() {\n'
+                '        s += &format!("{}={}\\n", k, v);\n    }\n'
+                '    std::fs::write("%s", s).unwrap();\n}\n' % dump)
     cfg = {k: "" for k in TLS_ENV + ("CARGO_DISTBUILD_SCHEDULER",)}
     E.env = {k: v for k, v in E.env.items() if k not in cfg}
     p, st = E.distbuild(os.path.join(ws, "src"), cfg)
     check(st["remote_executions"] == 1 and st["fallbacks"] == 0,
           "config.toml settings reach the wrapper (%d remote, %d "
           "fallbacks)" % (st["remote_executions"], st["fallbacks"]))
+    seen = open(dump).read()
+    check("CARGO_DISTBUILD_TLS_CA=" in seen and pki.token not in seen,
+          "the token from config.toml is not in a build script's "
+          "environment (the other settings are)")
 
 
 def main():

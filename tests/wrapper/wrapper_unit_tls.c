@@ -22,9 +22,9 @@
 static char g_tmp[256];
 
 static const char *const k_env[] = {
-    "CARGO_DISTBUILD_SCHEDULER", "CARGO_DISTBUILD_TLS_CA",
-    "CARGO_DISTBUILD_TLS_CERT", "CARGO_DISTBUILD_TLS_KEY",
-    "CARGO_DISTBUILD_REMOTE_HEADERS"};
+    "CARGO_DISTBUILD_SCHEDULER",      "CARGO_DISTBUILD_TLS_CA",
+    "CARGO_DISTBUILD_TLS_CERT",       "CARGO_DISTBUILD_TLS_KEY",
+    "CARGO_DISTBUILD_REMOTE_HEADERS", WRAP_HEADERS_FILE_ENV};
 
 static void clear_env(void) {
   for (size_t i = 0; i < sizeof(k_env) / sizeof(k_env[0]); i++)
@@ -265,12 +265,46 @@ static void test_export(void **state) {
   /* The default scheduler is not exported: nothing named it. */
   assert_null(getenv("CARGO_DISTBUILD_SCHEDULER"));
   assert_string_equal(getenv("CARGO_DISTBUILD_TLS_CA"), cfg.tls_ca);
-  assert_string_equal(getenv("CARGO_DISTBUILD_REMOTE_HEADERS"), "a=1\nb=2");
+  /* Headers from a file (credentials, often) stay out of the environment
+   * that every build script sees: only the file's path is exported. */
+  assert_null(getenv("CARGO_DISTBUILD_REMOTE_HEADERS"));
+  assert_string_equal(getenv(WRAP_HEADERS_FILE_ENV), f);
   wrap_config_clear(&cfg);
   /* What was exported reads back the same from anywhere. */
   assert_int_equal(wrap_config_load("/", &cfg, &why), 0);
   assert_tmp_path(cfg.tls_ca, "exp/ca.pem");
   assert_int_equal(cfg.headers.n, 2);
+  assert_string_equal(cfg.headers.v[1], "b=2");
+  wrap_config_clear(&cfg);
+
+  /* An empty list hides the user-wide file's headers, from anywhere too. */
+  clear_env();
+  write_file(f, "remote_headers = []\n");
+  {
+    char *xdg = tmp_path("expxdg/cargo-distbuild/config.toml");
+    char *xdg_home = tmp_path("expxdg");
+    write_file(xdg, "remote_headers = [\"authorization=Bearer u\"]\n");
+    setenv("XDG_CONFIG_HOME", xdg_home, 1);
+    assert_int_equal(wrap_config_load(cwd, &cfg, &why), 0);
+    assert_int_equal(cfg.headers.n, 0);
+    assert_int_equal(wrap_config_export(&cfg), 0);
+    wrap_config_clear(&cfg);
+    assert_int_equal(wrap_config_load("/", &cfg, &why), 0);
+    assert_int_equal(cfg.headers.n, 0);
+    wrap_config_clear(&cfg);
+    unsetenv("XDG_CONFIG_HOME");
+    free(xdg);
+    free(xdg_home);
+  }
+
+  /* Headers the user put in the environment stay there as they were. */
+  clear_env();
+  setenv("CARGO_DISTBUILD_REMOTE_HEADERS", "x-env=1", 1);
+  assert_int_equal(wrap_config_load(cwd, &cfg, &why), 0);
+  assert_null(cfg.headers_file);
+  assert_int_equal(wrap_config_export(&cfg), 0);
+  assert_string_equal(getenv("CARGO_DISTBUILD_REMOTE_HEADERS"), "x-env=1");
+  assert_null(getenv(WRAP_HEADERS_FILE_ENV));
   wrap_config_clear(&cfg);
   clear_env();
   free(f);
