@@ -37,7 +37,8 @@ void worker_config_defaults(worker_config *cfg) {
   cfg->tree_min_bytes = 64ull << 20;
   cfg->pids_limit = 4096;
   cfg->inline_limit = 4096;
-  /* More threads than this gain little: the fetch becomes disk-bound. */
+  /* A thread per CPU: the fetch is CPU-bound (zstd, SHA-256, copying).
+   * Capped so that a big machine does not open dozens of connections. */
   cfg->fetch_threads = cfg->slots < 4 ? cfg->slots : 4;
   cfg->fetch_min_bytes = 32ull << 20;
 }
