@@ -3,6 +3,7 @@
 
 #include <pthread.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "db_err.h"
 #include "db_log.h"
@@ -21,13 +22,16 @@ typedef struct group {
 } group;
 
 typedef struct sized {
-  int64_t size;
+  const reapi_digest *d;
   size_t i;
 } sized;
 
+/* Larger first; equal digests next to each other. */
 static int larger_first(const void *a, const void *b) {
-  int64_t x = ((const sized *)a)->size, y = ((const sized *)b)->size;
-  return x < y ? 1 : x > y ? -1 : 0;
+  const reapi_digest *x = ((const sized *)a)->d, *y = ((const sized *)b)->d;
+  if (x->size != y->size)
+    return x->size < y->size ? 1 : -1;
+  return strcmp(x->hash, y->hash);
 }
 
 static void *run_group(void *arg) {
@@ -79,20 +83,24 @@ int wk_fetch_download(cas_client *cas, const wk_fetch_opts *o,
       goto out;
   }
   /* Largest first, each to the group with the fewest bytes so far: the
-   * groups end up within one blob of each other. */
+   * groups end up within one blob of each other. A digest wanted twice (as
+   * a file and as an executable) stays in one group, whose download
+   * fetches it once. */
   for (size_t i = 0; i < n; i++) {
-    order[i].size = dsts[i].digest.size;
+    order[i].d = &dsts[i].digest;
     order[i].i = i;
   }
   qsort(order, n, sizeof(*order), larger_first);
-  for (size_t j = 0; j < n; j++) {
-    size_t best = 0;
-    for (size_t i = 1; i < k; i++)
-      if (g[i].planned < g[best].planned)
-        best = i;
+  for (size_t j = 0, best = 0; j < n; j++) {
+    if (j == 0 || !reapi_digest_eq(order[j].d, order[j - 1].d)) {
+      best = 0;
+      for (size_t i = 1; i < k; i++)
+        if (g[i].planned < g[best].planned)
+          best = i;
+      g[best].planned += (uint64_t)order[j].d->size;
+    }
     g[best].idx[g[best].n] = order[j].i;
     g[best].dsts[g[best].n++] = dsts[order[j].i];
-    g[best].planned += (uint64_t)order[j].size;
   }
 
   DB_INFO("worker", "fetching %zu blobs (%.1f MB) over %zu connections", n,

@@ -404,11 +404,10 @@ def main():
                      check_rc=False)
         p, st = E.distbuild(ws, extra, check_rc=False)
         check(p.returncode != 0 and lp.returncode != 0, "non-zero exit")
-        check(diagnostics(p.stdout) == diagnostics(lp.stdout),
-              "diagnostics identical to local rustc" +
-              ("" if diagnostics(p.stdout) == diagnostics(lp.stdout) else
-               "\n--- local\n%s\n--- distbuild\n%s" %
-               (diagnostics(lp.stdout), diagnostics(p.stdout))))
+        dd, dl = diagnostics(p.stdout), diagnostics(lp.stdout)
+        check(dd == dl, "diagnostics identical to local rustc" +
+              ("" if dd == dl else
+               "\n--- local\n%s\n--- distbuild\n%s" % (dl, dd)))
         check(st["compile_errors"] == 1 and st["fallbacks"] == 0,
               "the error ran remotely")
         p, st = E.distbuild(ws, extra, check_rc=False)
