@@ -6,6 +6,9 @@ use lib_math::{stats, Number, Stats};
 use lib_parser::{parse, Calculator, Expr};
 use std::collections::HashMap;
 
+pub mod report;
+pub mod solver;
+
 /// A processing stage.
 pub trait Stage<In, Out>: Describe {
     fn run(&self, input: In) -> AppResult<Out>;

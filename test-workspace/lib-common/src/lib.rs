@@ -8,6 +8,8 @@ use std::fmt;
 
 include!(concat!(env!("OUT_DIR"), "/build_info.rs"));
 
+pub mod version;
+
 /// Application name, read from a data file at compile time.
 pub const APP_NAME: &str = include_str!("../data/app_name.txt");
 /// Application version shown in the banner.

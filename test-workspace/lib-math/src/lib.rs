@@ -4,6 +4,12 @@ use lib_common::{AppError, AppResult, Describe};
 use std::fmt::{self, Debug, Display};
 use std::ops::{Add, Mul, Sub};
 
+pub mod poly;
+pub mod rational;
+
+pub use poly::{Polynomial, RatPoly};
+pub use rational::Rational;
+
 /// Numbers the library can work with.
 pub trait Number:
     Copy + Debug + Display + PartialOrd + Add<Output = Self> + Sub<Output = Self> + Mul<Output = Self>

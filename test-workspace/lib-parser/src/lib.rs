@@ -6,6 +6,9 @@ use lib_utils::LruCache;
 use std::collections::HashMap;
 use std::fmt;
 
+pub mod json;
+pub use json::{parse_json, Json};
+
 /// A lexical token.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Token {

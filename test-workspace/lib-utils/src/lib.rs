@@ -4,6 +4,8 @@ use lib_common::{AppError, AppResult, Describe};
 use std::collections::{HashMap, VecDeque};
 use std::hash::Hash;
 
+pub mod graph;
+
 /// Reverse a string by characters.
 pub fn reverse(s: &str) -> String {
     s.chars().rev().collect()

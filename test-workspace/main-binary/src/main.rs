@@ -1,9 +1,13 @@
 //! main-binary: exercises every crate of the workspace.
 
+use lib_advanced::solver::{integrate, solve};
 use lib_advanced::{analyze, describe_pipeline, evaluate_all};
-use lib_common::{app_log, banner, btmap, Describe, Meters, Registry};
-use lib_math::{add, fibonacci, gcd, primes_up_to, Matrix};
-use lib_parser::Calculator;
+use lib_common::version::app_version;
+use lib_common::{app_log, banner, btmap, AppError, Describe, Meters, Registry};
+use lib_math::rational::harmonic;
+use lib_math::{add, fibonacci, gcd, primes_up_to, Matrix, Rational};
+use lib_parser::{parse_json, Calculator};
+use lib_utils::graph::parse_graph;
 use lib_utils::{is_palindrome, join, reverse, to_camel_case, LruCache, PairsExt};
 
 fn main() {
@@ -51,5 +55,17 @@ fn main() {
     println!("{}", describe_pipeline());
     let info = btmap! { "channel" => lib_common::CHANNEL, "crate" => lib_common::CRATE_VERSION };
     println!("{}", app_log!("build {:?}, table sum {}", info, lib_common::build_table_sum()));
+    let semver = lib_common::version::pick_version("~1.0", &["0.9.0", "1.0.4", "1.1.0"]).expect("versions");
+    println!("{}", app_log!("v{} satisfies ~1.0 from {{0.9.0, 1.0.4, 1.1.0}}: {:?}", app_version(), semver.map(|v| v.to_string())));
+    let half: Rational = "1/2".parse().expect("rational");
+    println!("{}", app_log!("1/3 + {} = {}, H(10) = {}", half, Rational::new(1, 3) + half, harmonic(10)));
+    let graph = parse_graph("main -> advanced, utils; advanced -> math, parser; parser -> utils; utils -> common; math -> common")
+        .expect("graph");
+    let levels = graph.levels().map_err(AppError::from).expect("acyclic");
+    println!("{}", app_log!("{} build levels: {:?}", graph.describe(), levels));
+    let doc = parse_json(r#"{"tool": "distbuild", "workers": [1, 2], "cache": {"hits": 5}}"#).expect("json");
+    println!("{}", app_log!("json {} ({} nodes, hits {:?})", doc, doc.node_count(), doc.pointer("cache.hits").and_then(|j| j.as_f64())));
+    let root = solve("x ^ 2 - 2", 0.0, 2.0).expect("root");
+    println!("{}", app_log!("x^2 = 2 at x = {:.6}; integral of x^2 over 0..3 = {:.4}", root.x, integrate("x ^ 2", 0.0, 3.0).expect("integral")));
     println!("{}", app_log!("done"));
 }
