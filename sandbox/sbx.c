@@ -276,8 +276,8 @@ static void child_main(sbx_plan *p) __attribute__((noreturn));
 static void child_main(sbx_plan *p) {
   struct sbx_msg m;
   int fds[SBX_MAX_OPS];
-  int keep[5] = {p->sync_rd, p->report_wr, p->stdio[0], p->stdio[1],
-                 p->stdio[2]};
+  int keep[6] = {p->sync_rd,  p->report_wr, p->stdio[0],
+                 p->stdio[1], p->stdio[2],  p->pid1_fd};
   char go = 0;
   ssize_t n;
 
@@ -289,7 +289,7 @@ static void child_main(sbx_plan *p) {
   prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
   /* Fds other threads opened without O_CLOEXEC, or pipes of concurrent
    * sandboxes: none of them belong here. */
-  sbx_util_close_except(keep, 5);
+  sbx_util_close_except(keep, 6);
   do {
     n = read(p->sync_rd, &go, 1);
   } while (n < 0 && errno == EINTR);
@@ -588,6 +588,7 @@ static const char *env_path(char *const *envp) {
 int sbx_plan_init(sbx_plan *p, const sbx_request *req, const sbx_features *f) {
   memset(p, 0, sizeof(*p));
   p->sync_rd = p->report_wr = p->net_fd = -1;
+  p->pid1_fd = req->mode == SBX_MODE_NAMESPACES ? sbx_init_image_fd() : -1;
   p->argv = req->argv;
   p->envp = req->envp;
   p->path = env_path(req->envp);

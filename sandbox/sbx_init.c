@@ -1,12 +1,14 @@
 /*
  * Step 6: pid 1 of the sandbox's PID namespace, and the action process.
  *
- * pid 1 forks the action (pid 2), then reaps every process that ends up
- * as its child (orphans are re-parented to it).  When pid 2 exits, pid 1
- * reports pid 2's wait status to the supervisor and exits; the kernel then
- * SIGKILLs whatever is left in the namespace, so no daemon outlives its
- * action (bwrap's do_init, Bazel's linux-sandbox-pid1).  The supervisor
- * likewise kills the whole tree on timeout by killing pid 1.
+ * pid 1 forks the action (pid 2), then execs the small sbx-init program
+ * from a memfd (sbx_pid1.c; in-process if that fails), so that nothing of
+ * the worker's memory stays in the sandbox.  It reaps every process that
+ * ends up as its child (orphans are re-parented to it).  When pid 2 exits,
+ * pid 1 reports pid 2's wait status to the supervisor and exits; the
+ * kernel then SIGKILLs whatever is left in the namespace, so no daemon
+ * outlives its action (bwrap's do_init, Bazel's linux-sandbox-pid1).  The
+ * supervisor likewise kills the whole tree on timeout by killing pid 1.
  *
  * The action process: a new session (no controlling terminal to inject
  * into), stdio, every other fd closed, cwd, default signal dispositions and
@@ -15,14 +17,18 @@
  */
 #include "sbx_int.h"
 
+#include "db_log.h"
+
 #include <errno.h>
-#include <sched.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -133,10 +139,40 @@ static int action_main(void *arg) {
   sbx_init_exec_action(arg);
 }
 
+/* Decimal digits of v into buf (at least 12 bytes), NUL-terminated. */
+static void fmt_uint(char *buf, unsigned v) {
+  char tmp[12];
+  size_t n = 0, i;
+  do {
+    tmp[n++] = (char)('0' + v % 10);
+    v /= 10;
+  } while (v && n < sizeof(tmp));
+  for (i = 0; i < n; i++)
+    buf[i] = tmp[n - 1 - i];
+  buf[n] = '\0';
+}
+
+/* Become the sbx-init program (sbx_pid1.c), which drops this copy of the
+ * worker's address space: until then every page the worker writes while
+ * the action runs is a copy-on-write fault in the worker.  Returns only if
+ * the execve failed; pid 1 then reaps in-process. */
+static void exec_pid1(const sbx_plan *p, pid_t action) {
+  char name[] = "sbx-init", pid_s[12], fd_s[12];
+  char *argv[] = {name, pid_s, fd_s, NULL}, *envp[] = {NULL};
+  int flags = fcntl(p->report_wr, F_GETFD);
+
+  if (p->pid1_fd < 0 || flags < 0 ||
+      fcntl(p->report_wr, F_SETFD, flags & ~FD_CLOEXEC) < 0)
+    return;
+  fmt_uint(pid_s, (unsigned)action);
+  fmt_uint(fd_s, (unsigned)p->report_wr);
+  syscall(SYS_execveat, p->pid1_fd, "", argv, envp, AT_EMPTY_PATH);
+  fcntl(p->report_wr, F_SETFD, flags);
+}
+
 void sbx_init_run(const sbx_plan *p) {
   struct sbx_msg m;
-  pid_t action, w;
-  int st = 0, action_st = 0;
+  pid_t action;
 
   memset(&m, 0, sizeof(m));
   /* vfork-like: the action borrows pid 1's address space (no page-table
@@ -155,19 +191,48 @@ void sbx_init_run(const sbx_plan *p) {
   if (action == 0)
     sbx_init_exec_action(p);
   prctl(PR_SET_NAME, "sbx-init", 0, 0, 0);
-  for (;;) {
-    w = waitpid(-1, &st, __WALL);
-    if (w < 0 && errno == EINTR)
-      continue;
-    if (w < 0)
-      break; /* ECHILD: cannot happen before the action is reaped */
-    if (w == action) {
-      action_st = st;
-      break;
-    }
+  exec_pid1(p, action);
+  sbx_reap_report(action, p->report_wr);
+}
+
+/* ---- parent side ----------------------------------------------------------
+ */
+
+#ifndef MFD_EXEC
+#define MFD_EXEC 0x0010U
+#endif
+
+static pthread_once_t g_image_once = PTHREAD_ONCE_INIT;
+static int g_image_fd = -1;
+
+static void make_image_fd(void) {
+  size_t len = (size_t)(sbx_pid1_image_end - sbx_pid1_image);
+  int fd;
+
+  /* MFD_EXEC: kernels with vm.memfd_noexec would otherwise seal it
+   * non-executable; older kernels reject the flag. */
+  fd = (int)syscall(SYS_memfd_create, "sbx-init",
+                    MFD_CLOEXEC | MFD_ALLOW_SEALING | MFD_EXEC);
+  if (fd < 0 && errno == EINVAL)
+    fd = (int)syscall(SYS_memfd_create, "sbx-init",
+                      MFD_CLOEXEC | MFD_ALLOW_SEALING);
+  if (fd < 0) {
+    DB_DEBUG("sandbox", "memfd for sbx-init: %s; pid 1 reaps in-process",
+             strerror(errno));
+    return;
   }
-  m.kind = SBX_MSG_STATUS;
-  m.status = action_st;
-  sbx_util_write_all(p->report_wr, &m, sizeof(m));
-  _exit(0);
+  if (sbx_util_write_all(fd, sbx_pid1_image, len) < 0 ||
+      fcntl(fd, F_ADD_SEALS,
+            F_SEAL_SEAL | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE) < 0) {
+    DB_DEBUG("sandbox", "sbx-init image: %s; pid 1 reaps in-process",
+             strerror(errno));
+    close(fd);
+    return;
+  }
+  g_image_fd = fd;
+}
+
+int sbx_init_image_fd(void) {
+  pthread_once(&g_image_once, make_image_fd);
+  return g_image_fd;
 }

@@ -137,6 +137,7 @@ typedef struct sbx_plan {
   const struct sock_fprog *seccomp;
   void *caps_empty; /* cap_t */
   int net_fd;       /* pooled network namespace the child starts in, or -1 */
+  int pid1_fd;      /* memfd of the sbx-init program, or -1: see sbx_init.c */
 } sbx_plan;
 
 /* ---- sbx_util.c: async-signal-safe helpers --------------------------------
@@ -231,6 +232,20 @@ void sbx_init_run(const sbx_plan *p) __attribute__((noreturn));
 void sbx_init_exec_action(const sbx_plan *p) __attribute__((noreturn));
 void sbx_child_die(const sbx_plan *p, const struct sbx_msg *m)
     __attribute__((noreturn));
+/* Parent: a memfd holding the sbx-init program, made once per process and
+ * kept open (CLOEXEC); -1 if this kernel refuses (pid 1 then stays the
+ * in-process init).  Thread-safe. */
+int sbx_init_image_fd(void);
+
+/* ---- sbx_reap.c ------------------------------------------------------------
+ */
+
+/* Pid 1's loop: reap every child until |action| exits, write its wait
+ * status to |report_fd| as SBX_MSG_STATUS, _exit(0).  System calls only. */
+void sbx_reap_report(pid_t action, int report_fd) __attribute__((noreturn));
+
+/* The sbx-init executable's bytes (sbx_pid1_image.c). */
+extern const unsigned char sbx_pid1_image[], sbx_pid1_image_end[];
 
 /* ---- sbx_cgroup.c ----------------------------------------------------------
  */

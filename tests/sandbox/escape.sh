@@ -180,12 +180,21 @@ setuid)
     fail "setuid binary changed ids or capabilities"
   pass "setuid binary gains nothing" ;;
 proc_isolation)
-  run -- /bin/sh -c 'ls /proc | grep -E "^[0-9]+$" | tr "\n" " "; echo; cat /proc/1/comm'
+  run -- /bin/sh -c 'ls /proc | grep -E "^[0-9]+$" | tr "\n" " "; echo; cat /proc/1/comm
+    tr "\0" " " </proc/1/cmdline; echo; grep VmRSS /proc/1/status
+    head -c 1 /proc/1/mem >/dev/null 2>&1 && echo "pid 1 memory readable"'
   pids=$(head -1 "$O")
   n=$(echo $pids | wc -w)
   [ "$n" -le 8 ] || fail "too many processes visible: $pids"
   for p in $pids; do [ "$p" -le 10 ] || fail "host pid $p visible"; done
   [ "$(sed -n 2p "$O")" = sbx-init ] || fail "pid 1 is not the sandbox init"
+  # pid 1 has exec'd the small init (sbx_pid1.c) instead of staying a
+  # copy-on-write copy of the supervisor.
+  sed -n 3p "$O" | grep -Eq '^sbx-init [0-9]+ [0-9]+ $' ||
+    fail "pid 1 did not exec sbx-init: $(sed -n 3p "$O")"
+  rss=$(sed -n 's/^VmRSS:[^0-9]*\([0-9]*\) kB/\1/p' "$O")
+  [ -n "$rss" ] && [ "$rss" -lt 4096 ] || fail "pid 1 holds ${rss:-?} kB"
+  grep -q "pid 1 memory readable" "$O" && fail "the action can read pid 1's memory"
   pass "/proc shows only the sandbox ($pids)" ;;
 seccomp_i386)
   "$HELPER" i386 | grep -q "getpid = [1-9]" || skip "no IA32 emulation on this kernel"
