@@ -153,9 +153,9 @@ static void fmt_uint(char *buf, unsigned v) {
 }
 
 /* Become the sbx-init program (sbx_pid1.c), which drops this copy of the
- * worker's address space: until then every page the worker writes while
- * the action runs is a copy-on-write fault in the worker.  Returns only if
- * the execve failed; pid 1 then reaps in-process. */
+ * worker's memory (tokens, keys) instead of keeping it in the sandbox for
+ * the action's whole life.  Returns only if the execve failed; pid 1 then
+ * reaps in-process. */
 static void exec_pid1(const sbx_plan *p, pid_t action) {
   char name[] = "sbx-init", pid_s[12], fd_s[12];
   char *argv[] = {name, pid_s, fd_s, NULL}, *envp[] = {NULL};

@@ -4,14 +4,13 @@
  *   sbx-init ACTION_PID REPORT_FD
  *
  * Until this execve, pid 1 is a fork of the worker: a copy of all of its
- * memory (bearer tokens and TLS keys included) that lives as long as the
- * action, inside the sandbox's namespaces, and that keeps the worker's
- * pages shared copy-on-write, so the worker copies each page it writes
- * meanwhile.  This program holds nothing of the worker: it only reaps,
- * reports the action's wait status on REPORT_FD and exits
- * (sbx_reap_report).  Linked
- * statically, without sanitizers, so it needs nothing inside the sandbox;
- * libsandbox carries it (sbx_pid1_image.S) and runs it from a memfd.
+ * memory (bearer tokens and TLS keys included) that would live as long as
+ * the action, inside the sandbox's namespaces, and pin the old copy of
+ * every page the worker writes meanwhile.  This program holds nothing of
+ * the worker: it only reaps, reports the action's wait status on
+ * REPORT_FD and exits (sbx_reap_report).  Linked statically, without
+ * sanitizers, so it needs nothing inside the sandbox; libsandbox carries
+ * it (sbx_pid1_image.c) and runs it from a memfd.
  */
 #include "sbx_int.h"
 
