@@ -139,33 +139,20 @@ static int action_main(void *arg) {
   sbx_init_exec_action(arg);
 }
 
-/* Decimal digits of v into buf (at least 12 bytes), NUL-terminated. */
-static void fmt_uint(char *buf, unsigned v) {
-  char tmp[12];
-  size_t n = 0, i;
-  do {
-    tmp[n++] = (char)('0' + v % 10);
-    v /= 10;
-  } while (v && n < sizeof(tmp));
-  for (i = 0; i < n; i++)
-    buf[i] = tmp[n - 1 - i];
-  buf[n] = '\0';
-}
-
 /* Become the sbx-init program (sbx_pid1.c), which drops this copy of the
  * worker's memory (tokens, keys) instead of keeping it in the sandbox for
  * the action's whole life.  Returns only if the execve failed; pid 1 then
  * reaps in-process. */
 static void exec_pid1(const sbx_plan *p, pid_t action) {
-  char name[] = "sbx-init", pid_s[12], fd_s[12];
+  char name[] = "sbx-init", pid_s[12] = "", fd_s[12] = "";
   char *argv[] = {name, pid_s, fd_s, NULL}, *envp[] = {NULL};
   int flags = fcntl(p->report_wr, F_GETFD);
 
   if (p->pid1_fd < 0 || flags < 0 ||
       fcntl(p->report_wr, F_SETFD, flags & ~FD_CLOEXEC) < 0)
     return;
-  fmt_uint(pid_s, (unsigned)action);
-  fmt_uint(fd_s, (unsigned)p->report_wr);
+  sbx_util_append_uint(pid_s, sizeof(pid_s), (unsigned)action);
+  sbx_util_append_uint(fd_s, sizeof(fd_s), (unsigned)p->report_wr);
   syscall(SYS_execveat, p->pid1_fd, "", argv, envp, AT_EMPTY_PATH);
   fcntl(p->report_wr, F_SETFD, flags);
 }

@@ -147,6 +147,9 @@ int sbx_util_write_all(int fd, const void *buf, size_t len);
 /* dst = a + b, fails with -ENAMETOOLONG. */
 int sbx_util_join(char *dst, size_t cap, const char *a, const char *b);
 size_t sbx_util_strlcpy(char *dst, const char *src, size_t cap);
+/* Append v in decimal to the NUL-terminated string in dst (capacity cap),
+ * without stdio; -ENAMETOOLONG if it does not fit. */
+int sbx_util_append_uint(char *dst, size_t cap, unsigned v);
 int sbx_util_mkdir_p(const char *path, mode_t mode);
 /* Close every fd except |keep| (unsorted, may contain -1). */
 void sbx_util_close_except(const int *keep, size_t n);

@@ -367,17 +367,9 @@ static int do_bind(const struct sbx_op *op, int src_fd, int legacy,
   }
   if (src_fd >= 0) {
     /* "/proc/self/fd/N" without snprintf (child side). */
-    char digits[16];
-    int n = 0, v = src_fd;
-    do {
-      digits[n++] = (char)('0' + v % 10);
-      v /= 10;
-    } while (v > 0);
     sbx_util_strlcpy(proc_path, "/proc/self/fd/", sizeof(proc_path));
+    sbx_util_append_uint(proc_path, sizeof(proc_path), (unsigned)src_fd);
     src = proc_path;
-    for (v = (int)strlen(proc_path); n > 0; v++)
-      proc_path[v] = digits[--n];
-    proc_path[v] = '\0';
   }
   if (mount(src, op->dst, NULL, MS_BIND | MS_REC, NULL) < 0) {
     if (errno == ENOENT && !op->src)

@@ -36,6 +36,21 @@ int sbx_util_write_all(int fd, const void *buf, size_t len) {
   return 0;
 }
 
+int sbx_util_append_uint(char *dst, size_t cap, unsigned v) {
+  char digits[12];
+  size_t n = 0, len = strlen(dst);
+  do {
+    digits[n++] = (char)('0' + v % 10);
+    v /= 10;
+  } while (v > 0);
+  if (len + n + 1 > cap)
+    return -ENAMETOOLONG;
+  while (n > 0)
+    dst[len++] = digits[--n];
+  dst[len] = '\0';
+  return 0;
+}
+
 size_t sbx_util_strlcpy(char *dst, const char *src, size_t cap) {
   size_t n = strlen(src);
   if (cap > 0) {

@@ -128,6 +128,27 @@ static void test_request_validation(void **state) {
   sbx_request_free(NULL);
 }
 
+static void test_util_append_uint(void **state) {
+  char buf[16] = "/proc/self/fd/";
+  char small[4] = "ab";
+  (void)state;
+  assert_int_equal(sbx_util_append_uint(buf, sizeof(buf), 7), 0);
+  assert_string_equal(buf, "/proc/self/fd/7");
+  buf[0] = '\0';
+  assert_int_equal(sbx_util_append_uint(buf, sizeof(buf), 4294967295u), 0);
+  assert_string_equal(buf, "4294967295");
+  buf[0] = '\0';
+  assert_int_equal(sbx_util_append_uint(buf, sizeof(buf), 0), 0);
+  assert_string_equal(buf, "0");
+  /* "ab" + "1" + NUL fits in 4; "ab" + "12" + NUL does not, untouched. */
+  assert_int_equal(sbx_util_append_uint(small, sizeof(small), 1), 0);
+  assert_string_equal(small, "ab1");
+  small[2] = '\0';
+  assert_int_equal(sbx_util_append_uint(small, sizeof(small), 12),
+                   -ENAMETOOLONG);
+  assert_string_equal(small, "ab");
+}
+
 static void test_util_join_mkdir(void **state) {
   char buf[8], dir[64], path[128];
   struct stat st;
@@ -179,6 +200,7 @@ static void test_util_close_except(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_util_append_uint),
       cmocka_unit_test(test_parse_kv),
       cmocka_unit_test(test_parse_self),
       cmocka_unit_test(test_format_full),
