@@ -245,13 +245,7 @@ pub fn find_roots<F: RealFn + ?Sized>(f: &F, a: f64, b: f64, steps: usize, tol: 
 
 /// Composite Simpson rule with `n` intervals (rounded up to an even number).
 pub fn simpson<F: RealFn + ?Sized>(f: &F, a: f64, b: f64, n: usize) -> AppResult<f64> {
-    let n = (n.max(2) + 1) & !1;
-    let h = (b - a) / n as f64;
-    let inner = (1..n).try_fold(0.0, |acc, i| {
-        let w = if i % 2 == 1 { 4.0 } else { 2.0 };
-        f.value(a + h * i as f64).map(|y| acc + w * y)
-    })?;
-    Ok(h / 3.0 * (f.value(a)? + inner + f.value(b)?))
+    lib_math::poly::try_simpson(|x| f.value(x), a, b, n)
 }
 
 /// Adaptive Simpson integration to absolute accuracy `eps`.

@@ -237,10 +237,21 @@ impl RatPoly {
 
 /// Composite Simpson's rule for `f` over `[a, b]` with `n` (rounded up to even) intervals.
 pub fn simpson(f: impl Fn(f64) -> f64, a: f64, b: f64, n: usize) -> f64 {
+    match try_simpson(|x| Ok::<f64, std::convert::Infallible>(f(x)), a, b, n) {
+        Ok(v) => v,
+        Err(never) => match never {},
+    }
+}
+
+/// Simpson's rule for a function that can fail: the first error stops it.
+pub fn try_simpson<E>(f: impl Fn(f64) -> Result<f64, E>, a: f64, b: f64, n: usize) -> Result<f64, E> {
     let n = (n.max(2) + 1) & !1;
     let h = (b - a) / n as f64;
-    let inner: f64 = (1..n).map(|i| f(a + i as f64 * h) * if i % 2 == 1 { 4.0 } else { 2.0 }).sum();
-    (f(a) + f(b) + inner) * h / 3.0
+    let inner = (1..n).try_fold(0.0, |acc, i| {
+        let w = if i % 2 == 1 { 4.0 } else { 2.0 };
+        f(a + h * i as f64).map(|y| acc + w * y)
+    })?;
+    Ok(h / 3.0 * (f(a)? + inner + f(b)?))
 }
 
 #[cfg(test)]
