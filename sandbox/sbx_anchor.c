@@ -51,19 +51,26 @@
 
 enum { A_PREPARING, A_READY, A_TAKEN, A_FORK, A_QUIT, A_DEAD };
 
+/* One fork request, owned by the caller of sbx_anchor_fork().  The reply is
+ * written here, not into the anchor: once the anchor is back in the pool,
+ * another run may take it and fork again before this caller wakes up. */
+struct fork_req {
+  sbx_plan *plan; /* NULL: give the anchor back without forking */
+  unsigned long flags;
+  pid_t pid;
+  int pidfd;
+  int err;
+  const char *what; /* the step that failed */
+  int done;         /* under g_mu */
+};
+
 struct sbx_anchor {
   int state;               /* A_*, under g_mu */
   sbx_limits shape;        /* which hierarchies its sets have */
   sbx_cgroup *cg;          /* the set it sits in while READY */
   char pids_dir[PATH_MAX]; /* set it forked into: pids.max to restore */
   unsigned pids;
-  /* fork request and reply, under g_mu */
-  sbx_plan *plan;
-  unsigned long flags;
-  pid_t pid;
-  int pidfd;
-  int err;
-  const char *what; /* the step that failed */
+  struct fork_req *req; /* while A_FORK, under g_mu */
   struct sbx_anchor *next;
 };
 
@@ -78,18 +85,18 @@ static int same_shape(const sbx_limits *a, const sbx_limits *b) {
   return !a->pids == !b->pids && !a->cpu_millis == !b->cpu_millis;
 }
 
-/* Runs in the anchor thread: clone the sandbox child from here. */
-static void do_fork(sbx_anchor *a, sbx_plan *p) {
-  int pidfd = -1, e;
-  const char *what;
-  pid_t pid = sbx_clone_pid1(p, a->flags, &pidfd, &what);
-  e = errno;
-  pthread_mutex_lock(&g_mu);
-  a->pid = pid;
-  a->pidfd = pid > 0 ? pidfd : -1;
-  a->err = e;
-  a->what = what;
-  pthread_mutex_unlock(&g_mu);
+/* Runs in the anchor thread: clone the sandbox child from here.  The
+ * caller waits for r->done, so r stays valid until then. */
+static void do_fork(struct fork_req *r) {
+  int pidfd = -1;
+  const char *what = "clone";
+  pid_t pid = 0;
+  if (r->plan)
+    pid = sbx_clone_pid1(r->plan, r->flags, &pidfd, &what);
+  r->err = errno;
+  r->pid = pid;
+  r->pidfd = pid > 0 ? pidfd : -1;
+  r->what = what;
 }
 
 /* Give the action's set its exact pids.max once this thread has left. */
@@ -104,7 +111,7 @@ static void *anchor_main(void *arg) {
   sbx_anchor *a = arg;
   char dir[PATH_MAX];
   unsigned pids;
-  sbx_plan *p;
+  struct fork_req *r;
   for (;;) {
     sbx_cgroup *cg = NULL;
     int rc = sbx_cgroup_new_anchor(&a->shape, &cg);
@@ -131,12 +138,12 @@ static void *anchor_main(void *arg) {
       a->cg = NULL;
       goto park;
     }
-    p = a->plan;
+    r = a->req;
     pthread_mutex_unlock(&g_mu);
-    if (p)
-      do_fork(a, p);
+    do_fork(r);
     pthread_mutex_lock(&g_mu);
-    a->plan = NULL;
+    r->done = 1;
+    a->req = NULL;
     a->state = A_PREPARING;
     pthread_cond_broadcast(&g_cv);
     pthread_mutex_unlock(&g_mu);
@@ -166,7 +173,6 @@ static void spawn(const sbx_limits *lim) {
     return;
   a->state = A_PREPARING;
   a->shape = *lim;
-  a->pidfd = -1;
   if (pthread_attr_init(&at) != 0) {
     free(a);
     return;
@@ -229,34 +235,31 @@ sbx_anchor *sbx_anchor_take(const sbx_limits *lim, sbx_cgroup **cg) {
 
 pid_t sbx_anchor_fork(sbx_anchor *a, sbx_plan *p, unsigned long flags,
                       int *pidfd, const char **what) {
-  pid_t pid;
-  int err, fd;
+  struct fork_req r;
+  memset(&r, 0, sizeof(r));
+  r.plan = p;
+  r.flags = flags;
+  r.pidfd = -1;
   pthread_mutex_lock(&g_mu);
-  a->plan = p;
-  a->flags = flags;
-  a->what = "clone";
-  a->pid = 0;
-  a->pidfd = -1;
-  a->err = 0;
   if (!p)
     a->pids_dir[0] = '\0'; /* the set is not the action's: nothing to fix */
+  a->req = &r;
   a->state = A_FORK;
   pthread_cond_broadcast(&g_cv);
-  while (a->state == A_FORK)
+  /* Not "while A_FORK": by the time this thread runs again, the anchor may
+   * be READY, TAKEN or forking for another run. */
+  while (!r.done)
     pthread_cond_wait(&g_cv, &g_mu);
-  pid = a->pid;
-  fd = a->pidfd;
-  err = a->err;
-  if (what)
-    *what = a->what;
   pthread_mutex_unlock(&g_mu);
+  if (what)
+    *what = r.what;
   if (pidfd)
-    *pidfd = fd;
-  else if (fd >= 0)
-    close(fd);
-  if (pid < 0)
-    errno = err;
-  return pid;
+    *pidfd = r.pidfd;
+  else if (r.pidfd >= 0)
+    close(r.pidfd);
+  if (r.pid < 0)
+    errno = r.err;
+  return r.pid;
 }
 
 void sbx_shutdown(void) {

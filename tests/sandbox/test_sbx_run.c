@@ -703,6 +703,53 @@ static void test_anchor_kill(void **state) {
   sbx_request_free(r);
 }
 
+#define ANCHOR_THREADS 4
+#define ANCHOR_RUNS 100
+
+static void *limited_runs(void *arg) {
+  const char *argv[] = {"/bin/true", NULL};
+  int *failures = arg;
+  sbx_limits lim;
+  memset(&lim, 0, sizeof(lim));
+  lim.memory_bytes = 256u << 20;
+  lim.pids = 64;
+  for (int i = 0; i < ANCHOR_RUNS; i++) {
+    sbx_request *r = NULL;
+    sbx_result res;
+    if (sbx_request_new(&r) || sbx_request_set_argv(r, argv) ||
+        sbx_request_set_env(r, g_env) || sbx_request_add_default_layout(r)) {
+      (*failures)++;
+      sbx_request_free(r);
+      continue;
+    }
+    sbx_request_set_limits(r, &lim);
+    if (sbx_run(r, &res) != 0 || !res.exited || res.exit_code != 0) {
+      if (*failures == 0)
+        fprintf(stderr, "limited run failed: %s\n", res.error);
+      (*failures)++;
+    }
+    sbx_request_free(r);
+  }
+  return NULL;
+}
+
+/* Limited runs from several threads at once, so that anchors are taken
+ * again as soon as they are back in the pool: each run must get its own
+ * sandbox's pid (a run that read another's wrote the uid map of a sandbox
+ * that was not its own: "uid/gid map: Operation not permitted"). */
+static void test_anchor_threads(void **state) {
+  pthread_t t[ANCHOR_THREADS];
+  int failures[ANCHOR_THREADS] = {0};
+  (void)state;
+  for (int i = 0; i < ANCHOR_THREADS; i++)
+    assert_int_equal(pthread_create(&t[i], NULL, limited_runs, &failures[i]),
+                     0);
+  for (int i = 0; i < ANCHOR_THREADS; i++) {
+    pthread_join(t[i], NULL);
+    assert_int_equal(failures[i], 0);
+  }
+}
+
 /* Count "sbx-<our pid>-*" cgroups in the v1 hierarchy of |ctrl|. */
 static int own_cgroups(const char *ctrl) {
   char mnt[1024], self[4096], path[1024], dir[2048], prefix[64];
@@ -771,6 +818,7 @@ int main(void) {
       cmocka_unit_test(test_dev),
       cmocka_unit_test(test_anchor_placement),
       cmocka_unit_test(test_anchor_kill),
+      cmocka_unit_test(test_anchor_threads),
       cmocka_unit_test(test_anchor_shutdown),
   };
   char err[1024];
