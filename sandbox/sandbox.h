@@ -27,8 +27,9 @@
  *
  * Thread safety: sbx_probe() is initialised once (pthread_once); sbx_run()
  * may be called concurrently from several threads with distinct requests.
- * Nothing else is global.  sbx_run() must not be used while another thread
- * reaps children with waitpid(-1, ...).
+ * Global state: the probe, the cgroup anchors and the spawner.  sbx_run()
+ * must not be used while another thread reaps children with
+ * waitpid(-1, ...).
  */
 #ifndef SANDBOX_H
 #define SANDBOX_H
@@ -229,5 +230,27 @@ int sbx_run(const sbx_request *req, sbx_result *res);
  * remove their cgroups (else the next prober removes them).  Takes about
  * one RCU grace period per anchor; sbx_run() attaches as before afterwards. */
 void sbx_shutdown(void);
+
+/* ---- spawner ----------------------------------------------------------------
+ */
+
+/* Have a small helper process, the spawner, create this process's
+ * sandboxes from now on (see sbx_spawn.c for why: cloning a large,
+ * multi-threaded caller for every sandbox costs page-table copies and
+ * copy-on-write faults in the caller).  The spawner is a fork of the
+ * caller, so call this early in main(), before any other thread starts,
+ * from a thread that lives as long as the process: the spawner dies with
+ * that thread, and every sandbox with the spawner.
+ * Afterwards sbx_run() sends each request, with its fds, to the spawner and
+ * returns what sbx_run() returned there.  Children forked from this
+ * process, and runs after the spawner died, run in-process as before (a
+ * run in flight when it died fails with DB_ESYS).  sbx_shutdown() stops
+ * and reaps it.  Probes the host first (sbx_probe()).
+ * Returns 0 (also when it already runs), DB_EINVAL when this process
+ * already has other threads, DB_ESYS when socketpair() or fork() failed;
+ * sbx_run() stays in-process on error. */
+int sbx_spawner_start(void);
+/* The spawner's pid, or -1 when this process runs sandboxes itself. */
+pid_t sbx_spawner_pid(void);
 
 #endif

@@ -173,8 +173,8 @@ int sbx_request_set_cwd(sbx_request *r, const char *dir) {
   return 0;
 }
 
-static int add_mount(sbx_request *r, int kind, const char *src,
-                     const char *dst) {
+int sbx_request_push_mount(sbx_request *r, int kind, const char *src,
+                           const char *dst) {
   struct sbx_req_mount *m;
   if (!dst || dst[0] != '/')
     return DB_EINVAL;
@@ -205,7 +205,8 @@ int sbx_request_add_mount(sbx_request *r, sbx_mount_kind kind, const char *src,
     return DB_EINVAL;
   if (kind > SBX_MOUNT_TMPFS)
     return DB_EINVAL;
-  return add_mount(r, kind, kind == SBX_MOUNT_TMPFS ? NULL : src, dst);
+  return sbx_request_push_mount(r, kind, kind == SBX_MOUNT_TMPFS ? NULL : src,
+                                dst);
 }
 
 int sbx_request_add_default_layout(sbx_request *r) {
@@ -224,13 +225,13 @@ int sbx_request_add_default_layout(sbx_request *r) {
       if (n <= 0)
         continue;
       target[n] = '\0';
-      rc = add_mount(r, SBX_REQ_SYMLINK, target, dirs[i]);
+      rc = sbx_request_push_mount(r, SBX_REQ_SYMLINK, target, dirs[i]);
     } else if (S_ISDIR(st.st_mode)) {
-      rc = add_mount(r, SBX_MOUNT_RO_BIND, dirs[i], dirs[i]);
+      rc = sbx_request_push_mount(r, SBX_MOUNT_RO_BIND, dirs[i], dirs[i]);
     }
   }
   if (rc == 0)
-    rc = add_mount(r, SBX_MOUNT_TMPFS, NULL, "/tmp");
+    rc = sbx_request_push_mount(r, SBX_MOUNT_TMPFS, NULL, "/tmp");
   return rc;
 }
 
@@ -377,6 +378,36 @@ static int wait_child(pid_t pid, int pidfd, int cancel_fd, const sbx_plan *p,
   return 0;
 }
 
+int sbx_stdio_open(const sbx_request *req, int fds[3], int owned[3], char *err,
+                   size_t errlen) {
+  for (int i = 0; i < 3; i++) {
+    fds[i] = owned[i] = -1;
+    if (!req->stdio_path[i] && req->stdio_fd[i] >= 0) {
+      fds[i] = req->stdio_fd[i];
+      continue;
+    }
+    if (req->stdio_path[i])
+      owned[i] = open(req->stdio_path[i],
+                      i == 0 ? O_RDONLY | O_CLOEXEC
+                             : O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
+                      0644);
+    else
+      owned[i] = open("/dev/null", O_RDWR | O_CLOEXEC);
+    if (owned[i] < 0) {
+      sbx_util_msg(err, errlen, "open %s: %s",
+                   req->stdio_path[i] ? req->stdio_path[i] : "/dev/null",
+                   strerror(errno));
+      for (int j = 0; j < i; j++)
+        if (owned[j] >= 0)
+          close(owned[j]);
+      owned[0] = owned[1] = owned[2] = -1;
+      return DB_EIO;
+    }
+    fds[i] = owned[i];
+  }
+  return 0;
+}
+
 pid_t sbx_clone_pid1(sbx_plan *p, unsigned long flags, int *pidfd,
                      const char **what) {
   pid_t pid;
@@ -416,27 +447,9 @@ int sbx_run_plan(sbx_plan *p, const sbx_request *req, sbx_result *res) {
 
   memset(&first_err, 0, sizeof(first_err));
   memset(&ru, 0, sizeof(ru));
-  for (i = 0; i < 3; i++) {
-    if (req->stdio_path[i]) {
-      owned[i] = open(req->stdio_path[i],
-                      i == 0 ? O_RDONLY | O_CLOEXEC
-                             : O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
-                      0644);
-    } else if (req->stdio_fd[i] < 0) {
-      owned[i] = open("/dev/null", O_RDWR | O_CLOEXEC);
-    }
-    if (!req->stdio_path[i] && req->stdio_fd[i] >= 0) {
-      p->stdio[i] = req->stdio_fd[i];
-    } else if (owned[i] < 0) {
-      sbx_util_msg(res->error, sizeof(res->error), "open %s: %s",
-                   req->stdio_path[i] ? req->stdio_path[i] : "/dev/null",
-                   strerror(errno));
-      rc = DB_EIO;
-      goto out;
-    } else {
-      p->stdio[i] = owned[i];
-    }
-  }
+  rc = sbx_stdio_open(req, p->stdio, owned, res->error, sizeof(res->error));
+  if (rc != 0)
+    goto out;
   if (p->use_ns) {
     rc = sbx_mount_plan_build(req, p, res->error, sizeof(res->error));
     if (rc != 0)
@@ -612,6 +625,7 @@ int sbx_plan_init(sbx_plan *p, const sbx_request *req, const sbx_features *f) {
 int sbx_run(const sbx_request *req, sbx_result *res) {
   const sbx_features *f;
   sbx_plan plan;
+  int rc;
 
   memset(res, 0, sizeof(*res));
   if (!req || !req->argv) {
@@ -626,6 +640,9 @@ int sbx_run(const sbx_request *req, sbx_result *res) {
                  f->detail);
     return DB_EUNSUPP;
   }
+  rc = sbx_spawn_run(req, res);
+  if (rc != SBX_SPAWN_LOCAL)
+    return rc;
   sbx_plan_init(&plan, req, f);
   if (req->mode == SBX_MODE_NONE)
     DB_DEBUG("sandbox", "running %s UNSANDBOXED (--sandbox=none)",

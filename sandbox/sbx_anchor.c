@@ -42,7 +42,7 @@
 #include <string.h>
 #include <time.h>
 
-/* Anchors per process: the worker needs one per slot. */
+/* Anchors per process: the worker's spawner needs one per slot. */
 #define ANCHOR_MAX 16
 /* How long sbx_anchor_take() waits for one being prepared: less than the
  * 5-20 ms attach it saves when the wait pays off, and a bounded loss when
@@ -265,6 +265,7 @@ pid_t sbx_anchor_fork(sbx_anchor *a, sbx_plan *p, unsigned long flags,
 void sbx_shutdown(void) {
   struct timespec dl;
   int busy = 1;
+  sbx_spawn_stop(); /* it removes its own anchors */
   clock_gettime(CLOCK_REALTIME, &dl);
   dl.tv_sec += 2;
   pthread_mutex_lock(&g_mu);

@@ -326,8 +326,42 @@ int sbx_cgroup_parse_self(const char *text, const char *ctrl, char *out,
 const struct sock_fprog *sbx_probe_seccomp(void);
 void *sbx_probe_caps(void);
 
+/* ---- sbx_wire.c / sbx_spawn.c --------------------------------------------
+ */
+
+/* Serialise |req| without its fds into a malloc'd buffer (*out, owned by
+ * the caller).  0, DB_ENOMEM or DB_ETOOBIG. */
+int sbx_wire_encode(const sbx_request *req, unsigned char **out, size_t *len);
+/* Rebuild a request from |len| bytes; its fds are left at -1.  0 (*out
+ * owned by the caller), DB_EINVAL for anything the encoder could not have
+ * written (truncated, trailing bytes, bad values), DB_ENOMEM. */
+int sbx_wire_decode(const void *buf, size_t len, sbx_request **out);
+/* Unit tests: 1 when |a| and |b| hold the same request, fds aside. */
+int sbx_wire_equal(const sbx_request *a, const sbx_request *b);
+
+/* sbx_spawn_run() did not hand the request over: run it in-process. */
+#define SBX_SPAWN_LOCAL 1
+/* Run |req| through this process's spawner.  Returns SBX_SPAWN_LOCAL when
+ * there is none (or it is gone and nothing ran), else what sbx_run()
+ * returned there, with |res| filled; DB_ESYS if the spawner died during
+ * the run. */
+int sbx_spawn_run(const sbx_request *req, sbx_result *res);
+/* Close the control socket and reap the spawner (sbx_shutdown()). */
+void sbx_spawn_stop(void);
+
 /* ---- sbx.c ----------------------------------------------------------------
  */
+
+/* Append a mount of any kind, SBX_REQ_SYMLINK included (copies src, dst).
+ * 0, DB_EINVAL (dst not absolute) or DB_ENOMEM. */
+int sbx_request_push_mount(sbx_request *r, int kind, const char *src,
+                           const char *dst);
+/* The action's stdio: fds[i] is the request's fd, or a file this opens
+ * (the stdio path, else /dev/null) and stores in owned[i] for the caller
+ * to close; owned[i] is -1 otherwise.  0, or DB_EIO with |err| naming the
+ * file (nothing left open). */
+int sbx_stdio_open(const sbx_request *req, int fds[3], int owned[3], char *err,
+                   size_t errlen);
 
 /* Fill |p| from |req| and the probe report. Always 0. */
 int sbx_plan_init(sbx_plan *p, const sbx_request *req, const sbx_features *f);

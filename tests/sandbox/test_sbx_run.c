@@ -634,8 +634,10 @@ static void test_anchor_placement(void **state) {
       assert_int_equal(strtoull(v, NULL, 10), 256u << 20);
       /* Only the sandbox's processes: no thread of ours is left there. */
       read_knob(pids_mnt, pids, "cgroup.procs", out, sizeof(out));
-      for (char *t = strtok(out, "\n"); t; t = strtok(NULL, "\n"))
+      for (char *t = strtok(out, "\n"); t; t = strtok(NULL, "\n")) {
         assert_int_not_equal(atoi(t), (int)getpid());
+        assert_int_not_equal(atoi(t), (int)sbx_spawner_pid());
+      }
     }
     pthread_join(th, NULL);
     close(p[1]);
@@ -750,8 +752,9 @@ static void test_anchor_threads(void **state) {
   }
 }
 
-/* Count "sbx-<our pid>-*" cgroups in the v1 hierarchy of |ctrl|. */
-static int own_cgroups(const char *ctrl) {
+/* Count "sbx-<owner>-*" cgroups in the v1 hierarchy of |ctrl|: the
+ * process that makes them is the spawner when there is one. */
+static int own_cgroups(const char *ctrl, pid_t owner) {
   char mnt[1024], self[4096], path[1024], dir[2048], prefix[64];
   struct dirent *e;
   DIR *d;
@@ -760,7 +763,7 @@ static int own_cgroups(const char *ctrl) {
   assert_int_equal(v1_mount(ctrl, mnt, sizeof(mnt)), 0);
   assert_int_equal(cg_path(self, ctrl, path, sizeof(path)), 0);
   snprintf(dir, sizeof(dir), "%s%s", mnt, path);
-  snprintf(prefix, sizeof(prefix), "sbx-%d-", (int)getpid());
+  snprintf(prefix, sizeof(prefix), "sbx-%d-", (int)owner);
   d = opendir(dir);
   assert_non_null(d);
   while ((e = readdir(d)) != NULL)
@@ -777,6 +780,7 @@ static void test_anchor_shutdown(void **state) {
   sbx_limits lim;
   sbx_result res;
   sbx_request *r;
+  pid_t spawner = sbx_spawner_pid(), owner = spawner > 0 ? spawner : getpid();
   (void)state;
   if (sbx_probe()->cgroup != SBX_CGROUP_V1 ||
       v1_mount("pids", mnt, sizeof(mnt)) != 0) {
@@ -784,11 +788,16 @@ static void test_anchor_shutdown(void **state) {
     return;
   }
   usleep(100000); /* anchors of the tests above are ready again */
-  assert_true(own_cgroups("memory") >= 1);
-  assert_true(own_cgroups("pids") >= 1);
+  assert_true(own_cgroups("memory", owner) >= 1);
+  assert_true(own_cgroups("pids", owner) >= 1);
   sbx_shutdown();
-  assert_int_equal(own_cgroups("memory"), 0);
-  assert_int_equal(own_cgroups("pids"), 0);
+  assert_int_equal(own_cgroups("memory", owner), 0);
+  assert_int_equal(own_cgroups("pids", owner), 0);
+  if (spawner > 0) { /* stopped and reaped: later runs are in-process */
+    assert_int_equal(kill(spawner, 0), -1);
+    assert_int_equal(errno, ESRCH);
+    assert_int_equal(sbx_spawner_pid(), -1);
+  }
   memset(&lim, 0, sizeof(lim));
   lim.memory_bytes = 64u << 20;
   lim.pids = 8;
@@ -798,10 +807,185 @@ static void test_anchor_shutdown(void **state) {
   assert_true(res.exited && res.exit_code == 0);
   assert_false(res.cgroup_preplaced);
   sbx_request_free(r);
-  assert_int_equal(own_cgroups("memory"), 0);
+  assert_int_equal(own_cgroups("memory", getpid()), 0);
 }
 
-int main(void) {
+/* ---- the spawner (sbx_spawn.c) ------------------------------------------ */
+
+/* PPid of |pid| from /proc, or -1. */
+static pid_t ppid_of(pid_t pid) {
+  char path[64], buf[4096], *p;
+  int fd, n;
+  snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+  fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return -1;
+  n = (int)read(fd, buf, sizeof(buf) - 1);
+  close(fd);
+  buf[n > 0 ? n : 0] = '\0';
+  p = strstr(buf, "\nPPid:");
+  return p ? (pid_t)atoi(p + 6) : -1;
+}
+
+/* Gone, or a zombie waiting for init: either way it runs nothing. */
+static int proc_gone(pid_t pid) {
+  char path[64], buf[512], *p;
+  int fd, n;
+  snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+  fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return 1;
+  n = (int)read(fd, buf, sizeof(buf) - 1);
+  close(fd);
+  buf[n > 0 ? n : 0] = '\0';
+  p = strrchr(buf, ')');
+  return !p || p[2] == 'Z';
+}
+
+static void *run_sleep(void *arg) {
+  const char *argv[] = {"sleep", arg, NULL};
+  sbx_request *r = NULL;
+  sbx_result res;
+  if (sbx_request_new(&r) || sbx_request_set_argv(r, argv) ||
+      sbx_request_set_env(r, g_env) || sbx_request_add_default_layout(r))
+    abort();
+  (void)sbx_run(r, &res);
+  sbx_request_free(r);
+  return NULL;
+}
+
+/* With a spawner, the sandbox's pid 1 is its child, not ours. */
+static void test_spawner_parent(void **state) {
+  pid_t sp = sbx_spawner_pid(), action, pid1;
+  char arg[32], comm[64];
+  pthread_t th;
+  int i;
+  (void)state;
+  if (sp <= 0) {
+    skip();
+    return;
+  }
+  snprintf(arg, sizeof(arg), "1.%05d7", (int)(getpid() % 100000));
+  assert_int_equal(pthread_create(&th, NULL, run_sleep, arg), 0);
+  for (i = 0; i < 500 && !(action = find_proc(arg)); i++)
+    usleep(10 * 1000);
+  assert_true(action > 0);
+  pid1 = ppid_of(action);
+  assert_true(pid1 > 0);
+  assert_int_equal(ppid_of(pid1), sp);
+  assert_int_equal(ppid_of(sp), getpid());
+  snprintf(arg, sizeof(arg), "/proc/%d/comm", (int)sp);
+  i = open(arg, O_RDONLY | O_CLOEXEC);
+  assert_true(i >= 0);
+  memset(comm, 0, sizeof(comm));
+  assert_true(read(i, comm, sizeof(comm) - 1) > 0);
+  close(i);
+  assert_string_equal(comm, "sbx-spawner\n");
+  pthread_join(th, NULL);
+}
+
+/* SIGKILL the process that started a spawner, mid-run: the spawner and
+ * the sandbox go with it. */
+static void test_spawner_owner_killed(void **state) {
+  char arg[32];
+  pid_t owner, sp = -1;
+  int p[2], i, st;
+  (void)state;
+  snprintf(arg, sizeof(arg), "%d.3", 30000 + (int)(getpid() % 10000));
+  assert_int_equal(pipe(p), 0);
+  owner = fork();
+  assert_true(owner >= 0);
+  if (owner == 0) {
+    close(p[0]);
+    if (sbx_spawner_start() != 0)
+      _exit(2);
+    sp = sbx_spawner_pid();
+    if (write(p[1], &sp, sizeof(sp)) != (ssize_t)sizeof(sp))
+      _exit(3);
+    run_sleep(arg);
+    _exit(0);
+  }
+  close(p[1]);
+  assert_int_equal(read(p[0], &sp, sizeof(sp)), (ssize_t)sizeof(sp));
+  close(p[0]);
+  assert_true(sp > 0);
+  assert_int_equal(ppid_of(sp), owner);
+  for (i = 0; i < 500 && !find_proc(arg); i++)
+    usleep(10 * 1000);
+  assert_true(find_proc(arg) > 0);
+  kill(owner, SIGKILL);
+  assert_int_equal(waitpid(owner, &st, 0), owner);
+  for (i = 0; i < 300 && (find_proc(arg) || !proc_gone(sp)); i++)
+    usleep(10 * 1000);
+  assert_int_equal(find_proc(arg), 0);
+  assert_true(proc_gone(sp));
+}
+
+/* The spawner dies mid-run: that run fails with DB_ESYS and its sandbox
+ * is gone; the next run works in-process.  In a child of ours, so that
+ * this process keeps its spawner. */
+static int killed_midrun(void) {
+  const char *quick[] = {"sh", "-c", "exit 5", NULL};
+  char arg[32];
+  const char *slow[] = {"sleep", arg, NULL};
+  sbx_request *r = NULL;
+  sbx_result res;
+  sbx_limits lim;
+  pid_t sp, action = 0, killer;
+  int i, rc;
+
+  snprintf(arg, sizeof(arg), "%d.5", 30000 + (int)(getpid() % 10000));
+  if (sbx_spawner_start() != 0 || (sp = sbx_spawner_pid()) <= 0)
+    return 10;
+  if (sbx_request_new(&r) || sbx_request_set_argv(r, slow) ||
+      sbx_request_set_env(r, g_env) || sbx_request_add_default_layout(r))
+    return 11;
+  memset(&lim, 0, sizeof(lim));
+  lim.timeout_ms = 20000; /* should the kill not end it */
+  sbx_request_set_limits(r, &lim);
+  killer = fork();
+  if (killer == 0) { /* waits for the action, then kills the spawner */
+    for (i = 0; i < 500 && !find_proc(arg); i++)
+      usleep(10 * 1000);
+    kill(sp, SIGKILL);
+    _exit(0);
+  }
+  rc = sbx_run(r, &res);
+  waitpid(killer, NULL, 0);
+  if (rc != DB_ESYS || !strstr(res.error, "spawner"))
+    return 12;
+  if (sbx_spawner_pid() != -1)
+    return 13;
+  for (i = 0; i < 300 && (action = find_proc(arg)) != 0; i++)
+    usleep(10 * 1000);
+  if (action != 0)
+    return 14;
+  sbx_request_free(r);
+  r = NULL;
+  if (sbx_request_new(&r) || sbx_request_set_argv(r, quick) ||
+      sbx_request_set_env(r, g_env) || sbx_request_add_default_layout(r))
+    return 15;
+  rc = sbx_run(r, &res);
+  sbx_request_free(r);
+  if (rc != 0 || !res.exited || res.exit_code != 5)
+    return 16;
+  return 0;
+}
+
+static void test_spawner_killed_midrun(void **state) {
+  pid_t child;
+  int st = 0;
+  (void)state;
+  child = fork();
+  assert_true(child >= 0);
+  if (child == 0)
+    _exit(killed_midrun());
+  assert_int_equal(waitpid(child, &st, 0), child);
+  assert_true(WIFEXITED(st));
+  assert_int_equal(WEXITSTATUS(st), 0);
+}
+
+int main(int argc, char **argv) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_exit_code),
       cmocka_unit_test(test_pipe_capture),
@@ -816,6 +1000,9 @@ int main(void) {
       cmocka_unit_test(test_threads),
       cmocka_unit_test(test_net_reuse),
       cmocka_unit_test(test_dev),
+      cmocka_unit_test(test_spawner_parent),
+      cmocka_unit_test(test_spawner_owner_killed),
+      cmocka_unit_test(test_spawner_killed_midrun),
       cmocka_unit_test(test_anchor_placement),
       cmocka_unit_test(test_anchor_kill),
       cmocka_unit_test(test_anchor_threads),
@@ -825,6 +1012,14 @@ int main(void) {
   if (sbx_check_mode(SBX_MODE_NAMESPACES, err, sizeof(err)) != 0) {
     printf("SKIP: %s\n", err);
     return 77;
+  }
+  /* "spawner": the same tests with every run going through a spawner
+   * (what the worker does); test_anchor_shutdown stops it last. */
+  if (argc > 1 && strcmp(argv[1], "spawner") == 0) {
+    if (sbx_spawner_start() != 0 || sbx_spawner_pid() <= 0) {
+      printf("cannot start the spawner\n");
+      return 1;
+    }
   }
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -198,6 +198,91 @@ static void test_util_close_except(void **state) {
   close(c);
 }
 
+/* A request the spawner gets (sbx_wire.c): every field as the caller set
+ * it, the default layout's symlinks included. */
+static sbx_request *rich_request(void) {
+  const char *argv[] = {"rustc", "--crate-name", "x", "", "a b\tc", NULL};
+  const char *env[] = {"PATH=/usr/bin", "EMPTY=", NULL};
+  sbx_limits lim = {123456789012ull, 77, 1500, 9, 60000, 1u << 30, 5};
+  sbx_request *r = NULL;
+  assert_int_equal(sbx_request_new(&r), 0);
+  assert_int_equal(sbx_request_set_argv(r, argv), 0);
+  assert_int_equal(sbx_request_set_env(r, env), 0);
+  assert_int_equal(sbx_request_set_cwd(r, "/w/src"), 0);
+  assert_int_equal(sbx_request_add_default_layout(r), 0);
+  assert_int_equal(sbx_request_add_mount(r, SBX_MOUNT_RW_BIND, "/tmp", "/w"),
+                   0);
+  assert_int_equal(sbx_request_add_dev(r, "/dev/null", "jobserver"), 0);
+  sbx_request_set_limits(r, &lim);
+  sbx_request_set_mode(r, SBX_MODE_NONE);
+  return r;
+}
+
+static void test_wire_roundtrip(void **state) {
+  sbx_request *r = rich_request(), *d = NULL;
+  unsigned char *buf = NULL;
+  size_t len = 0;
+  (void)state;
+  assert_int_equal(sbx_wire_encode(r, &buf, &len), 0);
+  assert_int_equal(sbx_wire_decode(buf, len, &d), 0);
+  assert_true(sbx_wire_equal(r, d));
+  /* The comparison itself can tell two requests apart. */
+  assert_int_equal(sbx_request_set_cwd(d, "/w"), 0);
+  assert_false(sbx_wire_equal(r, d));
+  sbx_request_free(d);
+  free(buf);
+  sbx_request_free(r);
+}
+
+/* Anything the encoder could not have written is DB_EINVAL: every
+ * truncation, trailing bytes, a bad magic, an embedded NUL, a count
+ * larger than the bytes left, an unknown mount kind. */
+static void test_wire_malformed(void **state) {
+  sbx_request *r = rich_request(), *d = NULL;
+  unsigned char *buf = NULL, *big;
+  size_t len = 0, argc_off = 4 * 3 + 8 * 3 + 4 * 4;
+  uint32_t v;
+  (void)state;
+  assert_int_equal(sbx_wire_encode(r, &buf, &len), 0);
+  for (size_t n = 0; n < len; n++) {
+    assert_int_equal(sbx_wire_decode(buf, n, &d), DB_EINVAL);
+    assert_null(d);
+  }
+  big = malloc(len + 1);
+  assert_non_null(big);
+  memcpy(big, buf, len);
+  big[len] = 0;
+  assert_int_equal(sbx_wire_decode(big, len + 1, &d), DB_EINVAL);
+  free(big);
+  buf[0] ^= 1; /* magic */
+  assert_int_equal(sbx_wire_decode(buf, len, &d), DB_EINVAL);
+  buf[0] ^= 1;
+  memcpy(&v, buf + argc_off, 4); /* argc, then "rustc" */
+  assert_int_equal(v, 5);
+  v = 0x7fffffff;
+  memcpy(buf + argc_off, &v, 4);
+  assert_int_equal(sbx_wire_decode(buf, len, &d), DB_EINVAL);
+  v = 5;
+  memcpy(buf + argc_off, &v, 4);
+  buf[argc_off + 8 + 2] = '\0'; /* "ru\0tc" */
+  assert_int_equal(sbx_wire_decode(buf, len, &d), DB_EINVAL);
+  buf[argc_off + 8 + 2] = 's';
+  assert_int_equal(sbx_wire_decode(buf, len, &d), 0);
+  sbx_request_free(d);
+  free(buf);
+  /* An unknown mount kind, and a relative bind source. */
+  r->mounts[r->n_mounts - 1].kind = 7;
+  assert_int_equal(sbx_wire_encode(r, &buf, &len), 0);
+  assert_int_equal(sbx_wire_decode(buf, len, &d), DB_EINVAL);
+  free(buf);
+  r->mounts[r->n_mounts - 1].kind = SBX_MOUNT_RW_BIND;
+  r->mounts[r->n_mounts - 1].src[0] = 't';
+  assert_int_equal(sbx_wire_encode(r, &buf, &len), 0);
+  assert_int_equal(sbx_wire_decode(buf, len, &d), DB_EINVAL);
+  free(buf);
+  sbx_request_free(r);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_util_append_uint),
@@ -209,6 +294,8 @@ int main(void) {
       cmocka_unit_test(test_request_validation),
       cmocka_unit_test(test_util_join_mkdir),
       cmocka_unit_test(test_util_close_except),
+      cmocka_unit_test(test_wire_roundtrip),
+      cmocka_unit_test(test_wire_malformed),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
