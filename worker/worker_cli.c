@@ -384,6 +384,18 @@ static int cmd_run(int argc, char **argv) {
             "this user; input files are copied, not linked\n",
             cfg.id);
   check_runtime_libs();
+  /* Before any thread starts: the spawner is a fork of this process while
+   * it is still small, and creates every sandbox from then on. */
+  rv = sbx_spawner_start();
+  if (rv == 0)
+    fprintf(stderr, "worker %s: sandboxes are created by spawner process %d\n",
+            cfg.id, (int)sbx_spawner_pid());
+  else
+    fprintf(stderr,
+            "worker %s: no sandbox spawner process (%s); sandboxes are "
+            "created by the worker itself\n",
+            cfg.id,
+            rv == DB_EINVAL ? "other threads already run" : db_strerror(rv));
 
   memset(&sa, 0, sizeof(sa));
   sa.sa_handler = on_signal;

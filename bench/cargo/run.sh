@@ -73,10 +73,14 @@ proc_cpu() { awk -v t="$TCK" '{printf "%.2f", ($14 + $15 + $16 + $17) / t}' "/pr
 proc_self_cpu() { awk -v t="$TCK" '{printf "%.2f", ($14 + $15) / t}' "/proc/$1/stat"; }
 proc_child_cpu() { awk -v t="$TCK" '{printf "%.2f", ($16 + $17) / t}' "/proc/$1/stat"; }
 cluster_cpu() { # scheduler, the workers themselves, their sandboxes
-  local w=0 c=0 p
+  local w=0 c=0 p s
+  # A worker's spawner (its child) counts as the worker; what the spawner
+  # reaped is the sandboxes.
   for p in "${PIDS[@]:1}"; do
-    w=$(echo "$w + $(proc_self_cpu "$p")" | bc -l)
-    c=$(echo "$c + $(proc_child_cpu "$p")" | bc -l)
+    for s in "$p" $(pgrep -P "$p" -x sbx-spawner || true); do
+      w=$(echo "$w + $(proc_self_cpu "$s")" | bc -l)
+      c=$(echo "$c + $(proc_child_cpu "$s")" | bc -l)
+    done
   done
   echo "$(proc_cpu "${PIDS[0]}") $w $c"
 }
