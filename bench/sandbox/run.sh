@@ -13,6 +13,9 @@
 #            each time, so it includes exec, the probe and its test sandbox
 #   bwrap    bwrap --unshare-all, ro-bind /usr and /etc, merged-/usr
 #            symlinks, --proc, --dev, --tmpfs /tmp (a fresh process each time)
+# Then what sandboxes cost a large caller (32 MiB written, 1000 of its pages
+# written again after every run, like the worker's threads), with sbx_run()
+# in-process and through a spawner: `sbx_bench caller`, two rounds each.
 set -eu
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 BUILD=${1:-$ROOT/build-sbx}
@@ -55,3 +58,15 @@ if [ -n "$bw" ]; then
 else
   echo "bwrap: not installed"
 fi
+
+echo
+echo "large caller (32 MiB, 1000 pages written per run), per run:"
+"$BENCH" caller "$((N / 2))" 32 1000 2>/dev/null | awk '
+  { for (i = 1; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
+    m = v["mode"]; w[m] += v["wall_us"]; c[m] += v["cpu_us"];
+    f[m] += v["caller_faults"]; n[m]++
+    printf "  %-8s wall %.2f ms  cpu %.2f ms  caller faults %d\n", m,
+      v["wall_us"] / 1000, v["cpu_us"] / 1000, v["caller_faults"] }
+  END { if (n["inproc"] && n["spawner"])
+    printf "ratio spawner/in-process: wall %.2f  cpu %.2f\n",
+      w["spawner"] / w["inproc"], c["spawner"] / c["inproc"] }'
