@@ -361,21 +361,26 @@ out:
   return rc;
 }
 
-pid_t sbx_spawner_pid(void) {
-  pid_t pid;
+/* The spawner's control socket if this process should use it, else -1;
+ * its pid in *pid (or -1). */
+static int usable_ctl(pid_t *pid) {
+  int fd = -1;
+  pid_t p = -1;
   pthread_mutex_lock(&g_mu);
-  pid = g_owner == getpid() && !g_dead ? g_pid : -1;
+  if (g_owner == getpid() && !g_dead) {
+    fd = g_ctl;
+    p = g_pid;
+  }
   pthread_mutex_unlock(&g_mu);
-  return pid;
+  if (pid)
+    *pid = p;
+  return fd;
 }
 
-/* The spawner's control socket if this process should use it, else -1. */
-static int usable_ctl(void) {
-  int fd;
-  pthread_mutex_lock(&g_mu);
-  fd = g_owner == getpid() && !g_dead ? g_ctl : -1;
-  pthread_mutex_unlock(&g_mu);
-  return fd;
+pid_t sbx_spawner_pid(void) {
+  pid_t pid;
+  (void)usable_ctl(&pid);
+  return pid;
 }
 
 /* The spawner is gone (its sockets hung up): reap it, say so once. */
@@ -439,7 +444,7 @@ int sbx_spawn_run(const sbx_request *req, sbx_result *res) {
   struct spawn_reply rep;
   unsigned char *buf = NULL;
   size_t len = 0;
-  int ctl = usable_ctl(), sv[2] = {-1, -1}, owned[3] = {-1, -1, -1};
+  int ctl = usable_ctl(NULL), sv[2] = {-1, -1}, owned[3] = {-1, -1, -1};
   int fds[4], rc, e;
 
   if (ctl < 0)

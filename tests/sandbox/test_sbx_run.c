@@ -812,32 +812,35 @@ static void test_anchor_shutdown(void **state) {
 
 /* ---- the spawner (sbx_spawn.c) ------------------------------------------ */
 
-/* PPid of |pid| from /proc, or -1. */
-static pid_t ppid_of(pid_t pid) {
-  char path[64], buf[4096], *p;
+/* /proc/PID/FILE into |buf| (NUL-terminated); -1 when the process is
+ * gone. */
+static int read_proc(pid_t pid, const char *file, char *buf, size_t cap) {
+  char path[64];
   int fd, n;
-  snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+  snprintf(path, sizeof(path), "/proc/%d/%s", (int)pid, file);
   fd = open(path, O_RDONLY | O_CLOEXEC);
   if (fd < 0)
     return -1;
-  n = (int)read(fd, buf, sizeof(buf) - 1);
+  n = (int)read(fd, buf, cap - 1);
   close(fd);
   buf[n > 0 ? n : 0] = '\0';
+  return 0;
+}
+
+/* PPid of |pid| from /proc, or -1. */
+static pid_t ppid_of(pid_t pid) {
+  char buf[4096], *p;
+  if (read_proc(pid, "status", buf, sizeof(buf)) != 0)
+    return -1;
   p = strstr(buf, "\nPPid:");
   return p ? (pid_t)atoi(p + 6) : -1;
 }
 
 /* Gone, or a zombie waiting for init: either way it runs nothing. */
 static int proc_gone(pid_t pid) {
-  char path[64], buf[512], *p;
-  int fd, n;
-  snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-  fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0)
+  char buf[512], *p;
+  if (read_proc(pid, "stat", buf, sizeof(buf)) != 0)
     return 1;
-  n = (int)read(fd, buf, sizeof(buf) - 1);
-  close(fd);
-  buf[n > 0 ? n : 0] = '\0';
   p = strrchr(buf, ')');
   return !p || p[2] == 'Z';
 }
@@ -874,12 +877,7 @@ static void test_spawner_parent(void **state) {
   assert_true(pid1 > 0);
   assert_int_equal(ppid_of(pid1), sp);
   assert_int_equal(ppid_of(sp), getpid());
-  snprintf(arg, sizeof(arg), "/proc/%d/comm", (int)sp);
-  i = open(arg, O_RDONLY | O_CLOEXEC);
-  assert_true(i >= 0);
-  memset(comm, 0, sizeof(comm));
-  assert_true(read(i, comm, sizeof(comm) - 1) > 0);
-  close(i);
+  assert_int_equal(read_proc(sp, "comm", comm, sizeof(comm)), 0);
   assert_string_equal(comm, "sbx-spawner\n");
   pthread_join(th, NULL);
 }
