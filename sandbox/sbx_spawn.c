@@ -386,19 +386,24 @@ pid_t sbx_spawner_pid(void) {
 /* The spawner is gone (its sockets hung up): reap it, say so once. */
 static void mark_dead(void) {
   int st = 0, reaped = 0;
+  pid_t pid;
   pthread_mutex_lock(&g_mu);
   if (g_dead || g_owner != getpid()) {
     pthread_mutex_unlock(&g_mu);
     return;
   }
-  g_dead = 1;
-  /* It closed its sockets by exiting: the zombie follows at once. */
+  g_dead = 1; /* from here on, runs go in-process without waiting for us */
+  pid = g_pid;
+  pthread_mutex_unlock(&g_mu);
+  /* It closed its sockets by exiting: the zombie follows at once.  Only the
+   * thread that set g_dead gets here; sbx_shutdown() reaps it otherwise. */
   for (int i = 0; i < 100 && !reaped; i++) {
-    reaped = waitpid(g_pid, &st, WNOHANG) == g_pid;
+    reaped = waitpid(pid, &st, WNOHANG) == pid;
     if (!reaped)
       usleep(10000);
   }
-  if (reaped)
+  pthread_mutex_lock(&g_mu);
+  if (reaped && g_pid == pid)
     g_pid = -1;
   pthread_mutex_unlock(&g_mu);
   DB_WARN("sandbox",
