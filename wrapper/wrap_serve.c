@@ -19,6 +19,7 @@
 
 #include "db_err.h"
 #include "db_log.h"
+#include "reapi_digest.h"
 #include "rpc_client.h"
 #include "wrap_dcache.h"
 #include "wrap_exec.h"
@@ -154,6 +155,7 @@ static void serve(int lfd, pid_t parent, const char *cache_dir) {
   if (wrap_dcache_open(cache_dir, &dc) != 0)
     dc = NULL;
   (void)rpc_client_global_init();
+  reapi_digest_init();
   for (;;) {
     pid_t pid;
     int c = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
