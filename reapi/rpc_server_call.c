@@ -292,6 +292,18 @@ static void deadline_cb(evutil_socket_t fd, short what, void *arg) {
     return;
   DB_DEBUG(LOG_COMP, "stream %d %s: deadline exceeded", call->stream_id,
            call->path);
+  /* With nothing queued, end the call with DEADLINE_EXCEEDED, as grpc-core
+   * does: a client whose own timer is late must not read a reset as
+   * CANCELLED. Queued DATA could sit behind a closed window, so then, or
+   * if the status cannot be set, reset the stream at once. */
+  if (evbuffer_get_length(call->sendq) == 0 && !call->finished &&
+      (call->remote_closed ||
+       call->method->m.kind != RPC_KIND_CLIENT_STREAMING) &&
+      finish_impl(call, RPC_DEADLINE_EXCEEDED, "deadline exceeded", NULL, 0,
+                  NULL) == 0) {
+    call->deadline_hit = 1;
+    return;
+  }
   call->deadline_hit = 1;
   call->discard = 1;
   nghttp2_submit_rst_stream(call->conn->session, NGHTTP2_FLAG_NONE,

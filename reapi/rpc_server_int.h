@@ -96,7 +96,7 @@ struct rpc_call {
   unsigned released : 1;        /* early response let go before half-close */
   unsigned closed : 1;          /* on_close ran or is running */
   unsigned deferred : 1;        /* data provider returned DEFERRED */
-  unsigned deadline_hit : 1;    /* we reset it for the deadline */
+  unsigned deadline_hit : 1;    /* its deadline passed (ended or reset) */
   unsigned want_writable : 1;   /* a send happened since on_writable */
   unsigned writable_queued : 1; /* on conn->writable list */
   unsigned discard : 1;         /* drop further request bytes */

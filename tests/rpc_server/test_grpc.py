@@ -523,32 +523,46 @@ def case_raw(srv):
         frame(DATA, END_STREAM, 13, grpc_msg(b"")))
     ev = c.events(13, timeout=5)
     dt = time.time() - t0
-    check(ev == [("rst", 8)], "deadline RST_STREAM(CANCEL): %s" % ev)
+    # Nothing was queued: a Trailers-Only DEADLINE_EXCEEDED, so a client
+    # whose own timer is late does not read a reset as CANCELLED.
+    check(len(ev) == 1 and ev[0][0] == "headers" and
+          ev[0][1].get("grpc-status") == "4" and
+          ev[0][1].get("grpc-message") == "deadline exceeded",
+          "deadline trailers: %s" % ev)
     check(0.15 < dt < 2, "deadline fired after %.3f s" % dt)
     st = srv.wait_stat("Slow.DEADLINE_EXCEEDED", 1)
     check(st.get("Slow.DEADLINE_EXCEEDED") == "1", "stats %s" % st)
+    # 7b. a client-streaming call whose client is still sending at the
+    #     deadline is reset at once (a held response could wait a second)
+    c.send(frame(HEADERS, END_HEADERS, 15, req_headers(
+        "/test.Echo/ClientStream", extra=[("grpc-timeout", "200m")])) +
+        frame(DATA, 0, 15, grpc_msg(b"part")))
+    ev = c.events(15, timeout=5)
+    check(ev == [("rst", 8)], "streaming deadline RST(CANCEL): %s" % ev)
+    st = srv.wait_stat("ClientStream.DEADLINE_EXCEEDED", 1)
+    check(st.get("ClientStream.DEADLINE_EXCEEDED") == "1", "stats %s" % st)
     # 8. early server close while the client still streams -> trailers,
     #    then, once the client sends more, RST_STREAM(NO_ERROR) (deferred
     #    so that it never shares a read with the trailers: libcurl 7.88
     #    drops the response in that case)
-    c.send(frame(HEADERS, END_HEADERS, 15, req_headers("/test.Echo/Nope")) +
-           frame(DATA, 0, 15, grpc_msg(b"x")))
-    ev = c.events(15)
+    c.send(frame(HEADERS, END_HEADERS, 17, req_headers("/test.Echo/Nope")) +
+           frame(DATA, 0, 17, grpc_msg(b"x")))
+    ev = c.events(17)
     check(ev[0][1].get("grpc-status") == "12", "unknown: %s" % ev)
-    c.send(frame(DATA, 0, 15, grpc_msg(b"more")))
+    c.send(frame(DATA, 0, 17, grpc_msg(b"more")))
     f = c.read_frame()
     while f[0] != RST:
         f = c.read_frame()
-    check(f[2] == 15 and f[3] == b"\0\0\0\0", "RST(NO_ERROR) %s" % (f,))
+    check(f[2] == 17 and f[3] == b"\0\0\0\0", "RST(NO_ERROR) %s" % (f,))
     # 9. client RST_STREAM on an open call -> on_close(CANCELLED)
-    c.send(frame(HEADERS, END_HEADERS, 17, req_headers("/test.Echo/Slow")) +
-           frame(DATA, END_STREAM, 17, grpc_msg(b"")))
+    c.send(frame(HEADERS, END_HEADERS, 19, req_headers("/test.Echo/Slow")) +
+           frame(DATA, END_STREAM, 19, grpc_msg(b"")))
     time.sleep(0.1)
-    c.send(frame(RST, 0, 17, struct.pack(">I", 8)))
+    c.send(frame(RST, 0, 19, struct.pack(">I", 8)))
     st = srv.wait_stat("Slow.CANCELLED", 1)
     check(st.get("Slow.CANCELLED") == "1", "stats %s" % st)
     # 10. dropping the connection with calls open -> CANCELLED for all
-    for sid in (19, 21, 23):
+    for sid in (21, 23, 25):
         c.send(frame(HEADERS, END_HEADERS, sid, req_headers(
             "/test.Echo/Slow")) + frame(DATA, END_STREAM, sid,
                                         grpc_msg(b"")))
