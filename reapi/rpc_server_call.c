@@ -285,6 +285,7 @@ static void respond_http(rpc_call *call, const char *status) {
 
 static void deadline_cb(evutil_socket_t fd, short what, void *arg) {
   rpc_call *call = arg;
+  int ended;
 
   (void)fd;
   (void)what;
@@ -296,15 +297,14 @@ static void deadline_cb(evutil_socket_t fd, short what, void *arg) {
    * does: a client whose own timer is late must not read a reset as
    * CANCELLED. Queued DATA could sit behind a closed window, so then, or
    * if the status cannot be set, reset the stream at once. */
-  if (evbuffer_get_length(call->sendq) == 0 && !call->finished &&
-      (call->remote_closed ||
-       call->method->m.kind != RPC_KIND_CLIENT_STREAMING) &&
-      finish_impl(call, RPC_DEADLINE_EXCEEDED, "deadline exceeded", NULL, 0,
-                  NULL) == 0) {
-    call->deadline_hit = 1;
+  ended = evbuffer_get_length(call->sendq) == 0 &&
+          (call->remote_closed ||
+           call->method->m.kind != RPC_KIND_CLIENT_STREAMING) &&
+          finish_impl(call, RPC_DEADLINE_EXCEEDED, "deadline exceeded", NULL, 0,
+                      NULL) == 0;
+  call->deadline_hit = 1; /* after finish_impl, which refuses a done call */
+  if (ended)
     return;
-  }
-  call->deadline_hit = 1;
   call->discard = 1;
   nghttp2_submit_rst_stream(call->conn->session, NGHTTP2_FLAG_NONE,
                             call->stream_id, NGHTTP2_CANCEL);
