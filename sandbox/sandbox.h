@@ -156,7 +156,9 @@ int sbx_request_set_cwd(sbx_request *req, const char *dir);
 /* Add a mount.  |dst| is absolute inside the sandbox; |src| is a host path
  * (ignored for tmpfs).  Mounts are applied in the order added, so a
  * writable output directory may be placed inside a read-only input root
- * added before it (its mount point must then exist in the input root). */
+ * added before it (its mount point must then exist in the input root).
+ * A mount at a path that sbx_request_add_default_layout() made a symlink
+ * replaces that symlink. */
 int sbx_request_add_mount(sbx_request *req, sbx_mount_kind kind,
                           const char *src, const char *dst);
 /* The host's system directories read-only (/usr, /etc, and /bin, /sbin,

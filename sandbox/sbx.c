@@ -201,10 +201,23 @@ int sbx_request_push_mount(sbx_request *r, int kind, const char *src,
 
 int sbx_request_add_mount(sbx_request *r, sbx_mount_kind kind, const char *src,
                           const char *dst) {
+  size_t i, n = 0;
   if (kind != SBX_MOUNT_TMPFS && (!src || src[0] != '/'))
     return DB_EINVAL;
-  if (kind > SBX_MOUNT_TMPFS)
+  if (kind > SBX_MOUNT_TMPFS || !dst)
     return DB_EINVAL;
+  /* Nothing can be mounted on a symlink: a mount at a path the default
+   * layout made a symlink (/lib on a merged-/usr host) replaces it. */
+  for (i = 0; i < r->n_mounts; i++) {
+    struct sbx_req_mount *m = &r->mounts[i];
+    if (m->kind == SBX_REQ_SYMLINK && !strcmp(m->dst, dst)) {
+      free(m->src);
+      free(m->dst);
+      continue;
+    }
+    r->mounts[n++] = *m;
+  }
+  r->n_mounts = n;
   return sbx_request_push_mount(r, kind, kind == SBX_MOUNT_TMPFS ? NULL : src,
                                 dst);
 }

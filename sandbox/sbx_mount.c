@@ -453,6 +453,14 @@ int sbx_mount_open_sources(const sbx_plan *p, int *fds, struct sbx_msg *m) {
   return 0;
 }
 
+/* Report |m|'s path as the sandbox sees it: ops work under the staging
+ * directory, which means nothing to the user. */
+static void unstage(const sbx_plan *p, struct sbx_msg *m) {
+  size_t n = strlen(p->stage);
+  if (!strncmp(m->detail, p->stage, n) && m->detail[n] == '/')
+    memmove(m->detail, m->detail + n, strlen(m->detail + n) + 1);
+}
+
 int sbx_mount_setup(const sbx_plan *p, const int *fds, struct sbx_msg *m) {
   size_t i;
   int rc;
@@ -463,8 +471,10 @@ int sbx_mount_setup(const sbx_plan *p, const int *fds, struct sbx_msg *m) {
     return sbx_util_fail(m, SBX_STEP_MOUNT, errno, "tmpfs root");
   for (i = 0; i < p->n_ops; i++) {
     rc = apply_op(&p->ops[i], fds[i], p->legacy_mount, m);
-    if (rc < 0)
+    if (rc < 0) {
+      unstage(p, m);
       return rc;
+    }
     if (fds[i] >= 0)
       close(fds[i]);
   }

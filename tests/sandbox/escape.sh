@@ -232,6 +232,21 @@ stdio_exact)
   "$CLI" sandbox run -q --ro-bind "$T/big" -- /bin/cat "$T/big" | cmp - "$T/big" ||
     fail "1 MB through a pipe differs"
   pass "stdout and stderr captured exactly" ;;
+bind_over_layout)
+  # On a merged-/usr host the default layout makes /lib (or /bin, /lib64)
+  # the same symlink as the host's; an explicit bind there replaces it.
+  L=""
+  for d in /lib /lib64 /bin /sbin; do [ -L "$d" ] && [ -d "$d" ] && L=$d && break; done
+  [ -n "$L" ] || skip "no symlinked system directory on this host"
+  run -- /bin/sh -c "test -L $L"
+  [ $RC -eq 0 ] || fail "$L is not a symlink in the default layout (rc=$RC)"
+  run --ro-bind "$L" -- /bin/sh -c "test -d $L && ! test -L $L && ls $L >/dev/null"
+  [ $RC -eq 0 ] || fail "--ro-bind $L over the layout's symlink (rc=$RC)"
+  # A set-up error names the path inside the sandbox, not the staging dir.
+  run --ro-bind "$HELPER:/usr/no-such-dir/x" -- /bin/true
+  [ $RC -eq 125 ] || fail "bind under read-only /usr -> $RC"
+  grep -q "at mount /usr/no-such-dir: " "$E" || fail "error does not name /usr/no-such-dir"
+  pass "a bind replaces a layout symlink; errors name sandbox paths" ;;
 *)
   fail "unknown case $CASE" ;;
 esac
