@@ -438,19 +438,44 @@ static void new_session_id(wk_worker *w) {
            (unsigned long long)(w->gen));
 }
 
-/* A failed connect is logged at debug level (the scheduler may just not
- * be up yet), except for what retrying cannot fix: TLS and credentials.
- * Those are warned about when the reason changes. */
-static void log_connect_failure(wk_worker *w, const conn_ctx *x, char *last,
-                                size_t cap) {
+/* How long the scheduler may stay unreachable before a warning (it may
+ * just be starting), and how often the warning repeats while it does. */
+#define UNREACHABLE_WARN_MS 5000
+#define UNREACHABLE_REPEAT_MS 60000
+
+typedef struct conn_failures {
+  int64_t since;     /* first failure of this outage; 0 = none */
+  int64_t warned_at; /* last "unreachable" warning; 0 = none yet */
+  char last[256];    /* last lasting reason warned about */
+} conn_failures;
+
+/* A failed connect is logged at debug level at first (the scheduler may
+ * just not be up yet); after UNREACHABLE_WARN_MS it is a warning, repeated
+ * every UNREACHABLE_REPEAT_MS, so a wrong address or a dead scheduler is
+ * visible. What retrying cannot fix, TLS and credentials, is warned about
+ * at once, whenever the reason changes. */
+static void log_connect_failure(wk_worker *w, const conn_ctx *x,
+                                conn_failures *f) {
+  int64_t now = rpc_now_ms();
   int lasting = x->code == RPC_UNAUTHENTICATED ||
                 x->code == RPC_PERMISSION_DENIED ||
                 !strncmp(x->msg, RPC_TLS_PREFIX, strlen(RPC_TLS_PREFIX));
 
-  if (lasting && strcmp(last, x->msg) != 0) {
+  if (f->since == 0)
+    f->since = now;
+  if (lasting && strcmp(f->last, x->msg) != 0) {
     DB_WARN("worker", "cannot connect to %s: %s %s; retrying",
             w->cfg->scheduler, rpc_code_name(x->code), x->msg);
-    snprintf(last, cap, "%s", x->msg);
+    snprintf(f->last, sizeof(f->last), "%s", x->msg);
+    f->warned_at = now;
+    return;
+  }
+  if (now - f->since >= UNREACHABLE_WARN_MS &&
+      (f->warned_at == 0 || now - f->warned_at >= UNREACHABLE_REPEAT_MS)) {
+    DB_WARN("worker", "scheduler %s unreachable for %llds: %s %s; retrying",
+            w->cfg->scheduler, (long long)((now - f->since) / 1000),
+            rpc_code_name(x->code), x->msg);
+    f->warned_at = now;
     return;
   }
   DB_DEBUG("worker", "connect to %s failed: %s %s", w->cfg->scheduler,
@@ -461,7 +486,7 @@ static void session_loop(wk_worker *w) {
   rpc_client *rc = NULL;
   rpc_client_opts ro = {0};
   int64_t backoff = 100;
-  char warned[256] = "";
+  conn_failures fails = {0};
 
   ro.channel = &w->cfg->channel;
   while (!stopping(w)) {
@@ -528,9 +553,9 @@ static void session_loop(wk_worker *w) {
       DB_WARN("worker", "session %s ended: %s %s; reconnecting", w->session_id,
               rpc_code_name(x.code), x.msg);
       backoff = 100;
-      warned[0] = '\0';
+      memset(&fails, 0, sizeof(fails));
     } else {
-      log_connect_failure(w, &x, warned, sizeof(warned));
+      log_connect_failure(w, &x, &fails);
     }
     nap(w, (int)backoff);
     backoff = backoff * 2 > 5000 ? 5000 : backoff * 2;

@@ -369,6 +369,15 @@ def case_sched_restart(c):
     th.join()
     check(err.get("e") == grpc.StatusCode.UNAVAILABLE,
           "client saw %s" % err.get("e"), c)
+    # A scheduler that stays away is a warning in each worker's log (after
+    # about 5 s; the first failures are quiet, it may just be restarting).
+    def warned():
+        return all("scheduler %s unreachable for " % w.target in w.log()
+                   for w in c.workers)
+    deadline = time.time() + 15
+    while time.time() < deadline and not warned():
+        time.sleep(0.2)
+    check(warned(), "workers warn that the scheduler is unreachable", c)
     c.sched.start(port=port)
     deadline = time.time() + 15
     while time.time() < deadline and not all(
