@@ -25,7 +25,6 @@
 #include <sched.h>
 #include <signal.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/mman.h>
@@ -177,7 +176,7 @@ void sbx_init_run(const sbx_plan *p) {
   }
   if (action == 0)
     sbx_init_exec_action(p);
-  prctl(PR_SET_NAME, "sbx-init", 0, 0, 0);
+  sbx_util_set_name("sbx-init");
   exec_pid1(p, action);
   sbx_reap_report(action, p->report_wr);
 }

@@ -163,6 +163,11 @@ void sbx_util_msg(char *buf, size_t len, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 /* Raw fork-like clone: child returns 0.  pidfd may be NULL. */
 pid_t sbx_util_clone(unsigned long flags, int *pidfd);
+/* Name the calling task (PR_SET_NAME, 15 bytes kept) by the raw system
+ * call, safe in a raw clone of a multi-threaded process: a sanitizer's
+ * prctl() interceptor records the name under a lock that another thread
+ * may have held at the clone, and the child would wait on it forever. */
+void sbx_util_set_name(const char *name);
 /* Record an error in |m| (detail may be NULL). Returns -err. */
 int sbx_util_fail(struct sbx_msg *m, int step, int err, const char *detail);
 
