@@ -12,7 +12,6 @@
 
 #include <cmocka.h>
 
-#include "db_err.h"
 #include "sandbox.h"
 
 #include <pthread.h>
